@@ -1,0 +1,45 @@
+// swift-tools-version:6.0
+// Kiln: the CLI, the plugin host, the engine, and every built-in format / pass plugin.
+// KilnCore is a separate package (Sources/KilnCore) so libKilnCore.so is shared by
+// the host and every plugin; see docs/ARCHITECTURE.md.
+import PackageDescription
+
+let core: Target.Dependency = .product(name: "KilnCore", package: "KilnCore")
+
+/// A built-in plugin: an ordinary target with its own `.dynamic` product (libNAME.so).
+func plugin(_ name: String, path: String) -> (Product, Target) {
+    (.library(name: name, type: .dynamic, targets: [name]),
+     .target(name: name, dependencies: [core], path: path))
+}
+
+let plugins = [
+    plugin("KilnFormatSafetensors", path: "Formats/Safetensors"),
+]
+
+let package = Package(
+    name: "Kiln",
+    products: [
+        .executable(name: "kiln", targets: ["kiln"]),
+    ] + plugins.map(\.0),
+    dependencies: [
+        .package(path: "Sources/KilnCore"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        .systemLibrary(name: "CZstd", path: "Sources/CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .target(name: "KilnHost", dependencies: [core], path: "Sources/KilnHost"),
+        .target(name: "KilnEngine", dependencies: [core, "CZstd"], path: "Sources/KilnEngine"),
+        .executableTarget(
+            name: "kiln",
+            dependencies: ["KilnHost", "KilnEngine", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Sources/kiln"
+        ),
+        .target(name: "KilnTestKit", dependencies: [core, "KilnHost"], path: "Tests/KilnTestKit"),
+        .testTarget(name: "KilnCoreTests", dependencies: [core, "KilnTestKit"], path: "Tests/KilnCoreTests"),
+        .testTarget(name: "HostTests", dependencies: [core, "KilnHost", "KilnTestKit"], path: "Tests/HostTests"),
+        .testTarget(name: "FormatTests", dependencies: [core, "KilnHost", "KilnTestKit"], path: "Tests/FormatTests"),
+        .testTarget(name: "EngineTests", dependencies: [core, "KilnEngine", "KilnTestKit"], path: "Tests/EngineTests"),
+        .testTarget(name: "CLITests", dependencies: ["KilnTestKit"], path: "Tests/CLITests"),
+    ] + plugins.map(\.1),
+    swiftLanguageModes: [.v5]
+)

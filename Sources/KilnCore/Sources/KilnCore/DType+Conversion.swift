@@ -1,0 +1,481 @@
+// Bit-exact float conversions, matching numpy (f16, f32, f64) and ml_dtypes (bf16, fp8).
+//
+// Formats (sign.exponent.mantissa, bias):
+//   f16      1.5.10  bias 15   max 65504    inf, NaN (payload kept, as numpy)
+//   bf16     1.8.7   bias 127  max ~3.4e38  inf, NaN (ml_dtypes writes 0x7FC0 | sign)
+//   f8e4m3fn 1.4.3   bias 7    max 448      no inf; S.1111.111 is NaN
+//   f8e5m2   1.5.2   bias 15   max 57344    inf, NaN (ml_dtypes writes 0x7E | sign)
+//
+// Rounding is to nearest, ties to even. Normal results are rounded with integer
+// arithmetic on the f32 bits; results in the target's subnormal range are rounded
+// by the FPU with one f32 addition of a "magic" power of two whose ulp is the
+// target's smallest subnormal (IEEE addition rounds to nearest even by default).
+// The hot loops work on SIMD16 lanes and live in `ConversionKernels` (internal,
+// non-generic) so that they are compiled and vectorized inside KilnCore.
+
+/// Scalar, bit-exact conversions between `Float` and the narrow float formats.
+///
+/// Every function agrees bit for bit with `np.float32(x).astype(T)` (numpy for f16,
+/// ml_dtypes for bf16 / fp8), including NaN payloads, infinities and overflow.
+public enum FloatBits {
+    /// f32 → f16 bits: round to nearest even; |x| ≥ 65520 → ±inf; NaN keeps its top 10 payload bits.
+    ///
+    /// A NaN whose kept payload would be zero becomes `0x7C01 | sign` (numpy's rule).
+    @inlinable
+    public static func f16(fromF32 x: Float) -> UInt16 {
+        let u = x.bitPattern
+        let sign = UInt16(truncatingIfNeeded: u >> 16) & 0x8000
+        let a = u & 0x7FFF_FFFF
+        if a > 0x7F80_0000 {
+            let h = UInt16(truncatingIfNeeded: a >> 13) & 0x7FFF
+            return sign | (h == 0x7C00 ? 0x7C01 : h)
+        }
+        if a >= 0x4780_0000 { return sign | 0x7C00 }  // ≥ 2^16, inf
+        if a < 0x3880_0000 {  // below 2^-14: f16 subnormal or zero; ulp(0.5) = 2^-24
+            let f = Float(bitPattern: a) + 0.5
+            return sign | UInt16(truncatingIfNeeded: f.bitPattern &- 0x3F00_0000)
+        }
+        let odd = (a >> 13) & 1
+        return sign | UInt16(truncatingIfNeeded: (a &- 0x3800_0000 &+ 0xFFF &+ odd) >> 13)
+    }
+
+    /// f64 → f16 bits, rounded once (numpy converts f64 directly, not through f32).
+    @inlinable
+    public static func f16(fromF64 x: Double) -> UInt16 {
+        let u = x.bitPattern
+        let sign = UInt16(truncatingIfNeeded: u >> 48) & 0x8000
+        let a = u & 0x7FFF_FFFF_FFFF_FFFF
+        if a > 0x7FF0_0000_0000_0000 {
+            let h = UInt16(truncatingIfNeeded: a >> 42) & 0x7FFF
+            return sign | (h == 0x7C00 ? 0x7C01 : h)
+        }
+        if a >= 0x40F0_0000_0000_0000 { return sign | 0x7C00 }
+        if a < 0x3F10_0000_0000_0000 {  // ulp(2^28) = 2^-24
+            let f = Double(bitPattern: a) + 0x1p28
+            return sign | UInt16(truncatingIfNeeded: f.bitPattern &- 0x41B0_0000_0000_0000)
+        }
+        let odd = (a >> 42) & 1
+        return sign | UInt16(truncatingIfNeeded: (a &- 0x3F00_0000_0000_0000 &+ 0x1FF_FFFF_FFFF &+ odd) >> 42)
+    }
+
+    /// f16 bits → f32, exact; NaN payloads are kept (signalling NaNs stay signalling, as numpy).
+    @inlinable
+    public static func f32(fromF16 h: UInt16) -> Float {
+        let sign = UInt32(h & 0x8000) << 16
+        let a = UInt32(h & 0x7FFF)
+        if a >= 0x7C00 { return Float(bitPattern: sign | ((a << 13) &+ 0x7000_0000)) }
+        if a >= 0x0400 { return Float(bitPattern: sign | ((a << 13) &+ 0x3800_0000)) }
+        let f = Float(bitPattern: 0x3F00_0000 | a) - 0.5  // a · 2^-24, exact
+        return Float(bitPattern: sign | f.bitPattern)
+    }
+
+    /// f16 bits → f64, exact; NaN payloads are kept (numpy's direct f16 → f64 cast).
+    @inlinable
+    public static func f64(fromF16 h: UInt16) -> Double {
+        guard h & 0x7C00 == 0x7C00 else { return Double(f32(fromF16: h)) }
+        let sign = UInt64(h & 0x8000) << 48
+        return Double(bitPattern: sign | 0x7FF0_0000_0000_0000 | (UInt64(h & 0x3FF) << 42))
+    }
+
+    /// f32 → bf16 bits: round to nearest even (`(u + 0x7FFF + lsb) >> 16`); any NaN → `0x7FC0 | sign`.
+    @inlinable
+    public static func bf16(fromF32 x: Float) -> UInt16 {
+        let u = x.bitPattern
+        if u & 0x7FFF_FFFF > 0x7F80_0000 { return UInt16(truncatingIfNeeded: u >> 16) & 0x8000 | 0x7FC0 }
+        return UInt16(truncatingIfNeeded: (u &+ 0x7FFF &+ ((u >> 16) & 1)) >> 16)
+    }
+
+    /// bf16 bits → f32, exact (`u << 16`; NaN payloads kept).
+    @inlinable
+    public static func f32(fromBF16 h: UInt16) -> Float {
+        Float(bitPattern: UInt32(h) << 16)
+    }
+
+    /// f32 → f8e4m3fn bits, as ml_dtypes `astype`: round to nearest even, and anything that
+    /// rounds above 448 (|x| > 464), ±inf and NaN become NaN (`0x7F | sign`). No saturation.
+    @inlinable
+    public static func f8e4m3fn(fromF32 x: Float) -> UInt8 {
+        let u = x.bitPattern
+        let sign = UInt8(truncatingIfNeeded: u >> 24) & 0x80
+        let a = u & 0x7FFF_FFFF
+        if a > 0x43E8_0000 { return sign | 0x7F }  // > 464, inf, NaN
+        if a < 0x3C80_0000 {  // below 2^-6: subnormal or zero; ulp(2^14) = 2^-9
+            let f = Float(bitPattern: a) + 0x1p14
+            return sign | UInt8(truncatingIfNeeded: f.bitPattern &- 0x4680_0000)
+        }
+        let odd = (a >> 20) & 1
+        return sign | UInt8(truncatingIfNeeded: (a &- 0x3C00_0000 &+ 0x7_FFFF &+ odd) >> 20)
+    }
+
+    /// f32 → f8e4m3fn bits for quantizers: clamps to ±448 first, so ±inf and |x| > 448 give ±448.
+    ///
+    /// Same as `np.clip(x, -448, 448).astype(float8_e4m3fn)`; NaN stays NaN (`0x7F | sign`).
+    @inlinable
+    public static func f8e4m3fnSaturating(fromF32 x: Float) -> UInt8 {
+        let u = x.bitPattern
+        let a = u & 0x7FFF_FFFF
+        if a > 0x43E0_0000 && a <= 0x7F80_0000 { return UInt8(truncatingIfNeeded: u >> 24) & 0x80 | 0x7E }
+        return f8e4m3fn(fromF32: x)
+    }
+
+    /// f8e4m3fn bits → f32, exact; S.1111.111 → `0x7FC00000 | sign` (ml_dtypes' quiet NaN).
+    @inlinable
+    public static func f32(fromF8E4M3FN b: UInt8) -> Float {
+        let sign = UInt32(b & 0x80) << 24
+        let a = UInt32(b & 0x7F)
+        if a == 0x7F { return Float(bitPattern: sign | 0x7FC0_0000) }
+        if a >= 0x08 { return Float(bitPattern: sign | ((a << 20) &+ 0x3C00_0000)) }
+        return Float(bitPattern: sign | (Float(a) * 0x1p-9).bitPattern)
+    }
+
+    /// f32 → f8e5m2 bits, as ml_dtypes `astype`: round to nearest even, |x| ≥ 61440 → ±inf,
+    /// ±inf → ±inf, NaN → `0x7E | sign` (payload dropped).
+    @inlinable
+    public static func f8e5m2(fromF32 x: Float) -> UInt8 {
+        let u = x.bitPattern
+        let sign = UInt8(truncatingIfNeeded: u >> 24) & 0x80
+        let a = u & 0x7FFF_FFFF
+        if a > 0x7F80_0000 { return sign | 0x7E }
+        if a >= 0x4770_0000 { return sign | 0x7C }  // ≥ 61440, inf
+        if a < 0x3880_0000 {  // below 2^-14; ulp(2^7) = 2^-16
+            let f = Float(bitPattern: a) + 0x1p7
+            return sign | UInt8(truncatingIfNeeded: f.bitPattern &- 0x4300_0000)
+        }
+        let odd = (a >> 21) & 1
+        return sign | UInt8(truncatingIfNeeded: (a &- 0x3800_0000 &+ 0xF_FFFF &+ odd) >> 21)
+    }
+
+    /// f8e5m2 bits → f32, exact; NaN codes (0x7D–0x7F) → `0x7FC00000 | sign`.
+    @inlinable
+    public static func f32(fromF8E5M2 b: UInt8) -> Float {
+        let sign = UInt32(b & 0x80) << 24
+        let a = UInt32(b & 0x7F)
+        if a > 0x7C { return Float(bitPattern: sign | 0x7FC0_0000) }
+        if a == 0x7C { return Float(bitPattern: sign | 0x7F80_0000) }
+        if a >= 0x04 { return Float(bitPattern: sign | ((a << 21) &+ 0x3800_0000)) }
+        return Float(bitPattern: sign | (Float(a) * 0x1p-16).bitPattern)
+    }
+}
+
+extension DType {
+    /// Convert `count` elements stored as `source` into `destination`, bit-exact with numpy / ml_dtypes.
+    ///
+    /// Float ↔ float among f64 f32 f16 bf16 f8e4m3fn f8e5m2, and i64 i32 i16 i8 u8 bool → any of
+    /// those float types. Each result equals `src.astype(destination)` in numpy + ml_dtypes:
+    /// narrow ← wide goes through f32 (one rounding from f32, as ml_dtypes does), except
+    /// f64 → f16 (rounded once, as numpy) and integers → f64 (direct). bf16 → f16 writes NaN as
+    /// `0x7E00 | sign` (ml_dtypes). The same type on both sides is a byte copy (packed types too).
+    ///
+    /// - Parameters:
+    ///   - count: number of elements, ≥ 0.
+    ///   - source: element type of `src`.
+    ///   - src: `count` elements of `source`, little-endian, any alignment.
+    ///   - destination: element type to write.
+    ///   - dst: room for `count` elements of `destination`, any alignment; must not overlap `src`.
+    /// - Throws: `KilnError(.unsupported)` for packed types (i4, u4, fp4e2m1) and for
+    ///   non-float destinations.
+    /// - Complexity: O(`count`).
+    public static func convert(
+        _ count: Int, from source: DType, _ src: UnsafeRawPointer, to destination: DType,
+        _ dst: UnsafeMutableRawPointer
+    ) throws {
+        precondition(count >= 0, "DType.convert: negative count \(count)")
+        if source == destination {
+            guard let bytes = source.byteCount(elements: count) else {
+                throw KilnError(.invalidInput, "\(count) elements of \(source) overflow the address space")
+            }
+            dst.copyMemory(from: src, byteCount: bytes)
+            return
+        }
+        typealias K = ConversionKernels
+        guard K.isFloat(destination), K.isFloat(source) || K.isInteger(source) else {
+            throw KilnError(
+                .unsupported,
+                "cannot convert \(source) to \(destination): supported are f64 f32 f16 bf16 f8e4m3fn f8e5m2 "
+                    + "and i64 i32 i16 i8 u8 bool to f64 f32 f16 bf16 f8e4m3fn f8e5m2")
+        }
+        switch (source, destination) {
+        case (.f32, _): K.encodeF32(count, src, to: destination, dst)
+        case (_, .f32): K.decodeToF32(count, from: source, src, dst)
+        case (.f64, .f16): K.f64ToF16(count, src, dst)
+        case (.f16, .f64): K.f16ToF64(count, src, dst)
+        case (.bf16, .f16): K.bf16ToF16(count, src, dst)
+        case (_, .f64) where K.isInteger(source): K.integerToF64(count, from: source, src, dst)
+        default: K.throughF32(count, from: source, src, to: destination, dst)
+        }
+    }
+}
+
+/// The bulk loops behind ``DType/convert(_:from:_:to:_:)``: internal and non-generic, so they are
+/// specialized and vectorized here. Raw pointers are read with `loadUnaligned`; no alignment needed.
+enum ConversionKernels {
+    typealias U32 = SIMD16<UInt32>
+    typealias U16 = SIMD16<UInt16>
+    typealias U8 = SIMD16<UInt8>
+    typealias F32 = SIMD16<Float>
+    static let lanes = 16
+
+    /// Float types `convert` reads and writes (not the packed fp4).
+    static func isFloat(_ t: DType) -> Bool {
+        switch t {
+        case .f64, .f32, .f16, .bf16, .f8e4m3fn, .f8e5m2: return true
+        default: return false
+        }
+    }
+
+    /// Integer types `convert` reads (by value; not the packed i4 / u4).
+    static func isInteger(_ t: DType) -> Bool {
+        switch t {
+        case .i64, .i32, .i16, .i8, .u8, .bool: return true
+        default: return false
+        }
+    }
+
+    // MARK: f32 → narrow (SIMD)
+
+    /// Round |x| bits `a` to a narrow format: normal lanes by integer RNE at bit `shift`
+    /// after moving the exponent bias down by `rebias`; lanes below `minNormal` by the FPU
+    /// (`a + magic`, where ulp(magic) is the narrow format's smallest subnormal).
+    @inline(__always)
+    static func roundNarrow(_ a: U32, shift: UInt32, rebias: UInt32, minNormal: UInt32, magic: UInt32) -> U32 {
+        let odd = (a &>> shift) & 1
+        let normal = (a &- rebias &+ ((1 &<< (shift - 1)) - 1) &+ odd) &>> shift
+        let sum = unsafeBitCast(a, to: F32.self) + unsafeBitCast(U32(repeating: magic), to: F32.self)
+        let subnormal = unsafeBitCast(sum, to: U32.self) &- magic
+        return normal.replacing(with: subnormal, where: a .< minNormal)
+    }
+
+    @inline(__always)
+    static func f16Lanes(_ u: U32) -> U32 {
+        let a = u & 0x7FFF_FFFF
+        var h = pointwiseMin(roundNarrow(a, shift: 13, rebias: 0x3800_0000, minNormal: 0x3880_0000, magic: 0x3F00_0000),
+                             U32(repeating: 0x7C00))
+        var nan = (a &>> 13) & 0x7FFF
+        nan.replace(with: 0x7C01, where: nan .== 0x7C00)
+        h.replace(with: nan, where: a .> 0x7F80_0000)
+        return h | ((u &>> 16) & 0x8000)
+    }
+
+    @inline(__always)
+    static func bf16Lanes(_ u: U32) -> U32 {
+        let rounded = (u &+ 0x7FFF &+ ((u &>> 16) & 1)) &>> 16
+        return rounded.replacing(with: ((u &>> 16) & 0x8000) | 0x7FC0, where: (u & 0x7FFF_FFFF) .> 0x7F80_0000)
+    }
+
+    @inline(__always)
+    static func e4m3Lanes(_ u: U32, saturating: Bool) -> U32 {
+        let a = u & 0x7FFF_FFFF
+        var r = roundNarrow(a, shift: 20, rebias: 0x3C00_0000, minNormal: 0x3C80_0000, magic: 0x4680_0000)
+        r.replace(with: 0x7F, where: a .> 0x43E8_0000)
+        if saturating { r.replace(with: 0x7E, where: (a .> 0x43E0_0000) .& (a .<= 0x7F80_0000)) }
+        return r | ((u &>> 24) & 0x80)
+    }
+
+    @inline(__always)
+    static func e5m2Lanes(_ u: U32) -> U32 {
+        let a = u & 0x7FFF_FFFF
+        var r = roundNarrow(a, shift: 21, rebias: 0x3800_0000, minNormal: 0x3880_0000, magic: 0x4300_0000)
+        r.replace(with: 0x7C, where: a .>= 0x4770_0000)
+        r.replace(with: 0x7E, where: a .> 0x7F80_0000)
+        return r | ((u &>> 24) & 0x80)
+    }
+
+    static func f32ToF16(_ n: Int, _ src: UnsafeRawPointer, _ dst: UnsafeMutableRawPointer) {
+        var i = 0
+        while i + lanes <= n {
+            let h = f16Lanes(src.loadUnaligned(fromByteOffset: i &* 4, as: U32.self))
+            dst.storeBytes(of: U16(truncatingIfNeeded: h), toByteOffset: i &* 2, as: U16.self)
+            i &+= lanes
+        }
+        for j in i..<n {
+            let h = FloatBits.f16(fromF32: src.loadUnaligned(fromByteOffset: j &* 4, as: Float.self))
+            dst.storeBytes(of: h, toByteOffset: j &* 2, as: UInt16.self)
+        }
+    }
+
+    static func f32ToBF16(_ n: Int, _ src: UnsafeRawPointer, _ dst: UnsafeMutableRawPointer) {
+        var i = 0
+        while i + lanes <= n {
+            let h = bf16Lanes(src.loadUnaligned(fromByteOffset: i &* 4, as: U32.self))
+            dst.storeBytes(of: U16(truncatingIfNeeded: h), toByteOffset: i &* 2, as: U16.self)
+            i &+= lanes
+        }
+        for j in i..<n {
+            let h = FloatBits.bf16(fromF32: src.loadUnaligned(fromByteOffset: j &* 4, as: Float.self))
+            dst.storeBytes(of: h, toByteOffset: j &* 2, as: UInt16.self)
+        }
+    }
+
+    static func f32ToE4M3(_ n: Int, _ src: UnsafeRawPointer, _ dst: UnsafeMutableRawPointer, saturating: Bool) {
+        var i = 0
+        while i + lanes <= n {
+            let r = e4m3Lanes(src.loadUnaligned(fromByteOffset: i &* 4, as: U32.self), saturating: saturating)
+            dst.storeBytes(of: U8(truncatingIfNeeded: r), toByteOffset: i, as: U8.self)
+            i &+= lanes
+        }
+        for j in i..<n {
+            let x = src.loadUnaligned(fromByteOffset: j &* 4, as: Float.self)
+            let b = saturating ? FloatBits.f8e4m3fnSaturating(fromF32: x) : FloatBits.f8e4m3fn(fromF32: x)
+            dst.storeBytes(of: b, toByteOffset: j, as: UInt8.self)
+        }
+    }
+
+    static func f32ToE5M2(_ n: Int, _ src: UnsafeRawPointer, _ dst: UnsafeMutableRawPointer) {
+        var i = 0
+        while i + lanes <= n {
+            let r = e5m2Lanes(src.loadUnaligned(fromByteOffset: i &* 4, as: U32.self))
+            dst.storeBytes(of: U8(truncatingIfNeeded: r), toByteOffset: i, as: U8.self)
+            i &+= lanes
+        }
+        for j in i..<n {
+            let b = FloatBits.f8e5m2(fromF32: src.loadUnaligned(fromByteOffset: j &* 4, as: Float.self))
+            dst.storeBytes(of: b, toByteOffset: j, as: UInt8.self)
+        }
+    }
+
+    // MARK: narrow → f32 (SIMD / table)
+
+    static func f16ToF32(_ n: Int, _ src: UnsafeRawPointer, _ dst: UnsafeMutableRawPointer) {
+        var i = 0
+        while i + lanes <= n {
+            let h = U32(truncatingIfNeeded: src.loadUnaligned(fromByteOffset: i &* 2, as: U16.self))
+            let a = h & 0x7FFF
+            var r = (a &<< 13) &+ 0x3800_0000
+            r.replace(with: (a &<< 13) &+ 0x7000_0000, where: a .>= 0x7C00)
+            let sub = unsafeBitCast(unsafeBitCast(a | 0x3F00_0000, to: F32.self) - 0.5, to: U32.self)
+            r.replace(with: sub, where: a .< 0x0400)
+            dst.storeBytes(of: r | ((h & 0x8000) &<< 16), toByteOffset: i &* 4, as: U32.self)
+            i &+= lanes
+        }
+        for j in i..<n {
+            let f = FloatBits.f32(fromF16: src.loadUnaligned(fromByteOffset: j &* 2, as: UInt16.self))
+            dst.storeBytes(of: f.bitPattern, toByteOffset: j &* 4, as: UInt32.self)
+        }
+    }
+
+    static func bf16ToF32(_ n: Int, _ src: UnsafeRawPointer, _ dst: UnsafeMutableRawPointer) {
+        var i = 0
+        while i + lanes <= n {
+            let h = U32(truncatingIfNeeded: src.loadUnaligned(fromByteOffset: i &* 2, as: U16.self))
+            dst.storeBytes(of: h &<< 16, toByteOffset: i &* 4, as: U32.self)
+            i &+= lanes
+        }
+        for j in i..<n {
+            let h = UInt32(src.loadUnaligned(fromByteOffset: j &* 2, as: UInt16.self))
+            dst.storeBytes(of: h << 16, toByteOffset: j &* 4, as: UInt32.self)
+        }
+    }
+
+    /// f32 bits of all 256 codes, one table per fp8 format.
+    static let e4m3Table: [UInt32] = (0..<256).map { FloatBits.f32(fromF8E4M3FN: UInt8($0)).bitPattern }
+    static let e5m2Table: [UInt32] = (0..<256).map { FloatBits.f32(fromF8E5M2: UInt8($0)).bitPattern }
+
+    static func fp8ToF32(_ n: Int, _ src: UnsafeRawPointer, _ dst: UnsafeMutableRawPointer, table: [UInt32]) {
+        table.withUnsafeBufferPointer { t in
+            for j in 0..<n {
+                let f = t[Int(src.load(fromByteOffset: j, as: UInt8.self))]
+                dst.storeBytes(of: f, toByteOffset: j &* 4, as: UInt32.self)
+            }
+        }
+    }
+
+    // MARK: dispatch
+
+    /// f32 (contiguous, raw) → any float type.
+    static func encodeF32(_ n: Int, _ src: UnsafeRawPointer, to d: DType, _ dst: UnsafeMutableRawPointer) {
+        switch d {
+        case .f16: f32ToF16(n, src, dst)
+        case .bf16: f32ToBF16(n, src, dst)
+        case .f8e4m3fn: f32ToE4M3(n, src, dst, saturating: false)
+        case .f8e5m2: f32ToE5M2(n, src, dst)
+        case .f64:
+            for j in 0..<n {
+                let x = Double(src.loadUnaligned(fromByteOffset: j &* 4, as: Float.self))
+                dst.storeBytes(of: x, toByteOffset: j &* 8, as: Double.self)
+            }
+        case .f32: dst.copyMemory(from: src, byteCount: n &* 4)
+        default: preconditionFailure("encodeF32: \(d) is not a float destination")
+        }
+    }
+
+    /// Any supported source type → f32 (integers by value, rounded to nearest even).
+    static func decodeToF32(_ n: Int, from s: DType, _ src: UnsafeRawPointer, _ dst: UnsafeMutableRawPointer) {
+        @inline(__always) func each<T>(_ size: Int, _ read: (UnsafeRawPointer, Int) -> T, _ f: (T) -> Float) {
+            for j in 0..<n { dst.storeBytes(of: f(read(src, j &* size)), toByteOffset: j &* 4, as: Float.self) }
+        }
+        switch s {
+        case .f16: f16ToF32(n, src, dst)
+        case .bf16: bf16ToF32(n, src, dst)
+        case .f8e4m3fn: fp8ToF32(n, src, dst, table: e4m3Table)
+        case .f8e5m2: fp8ToF32(n, src, dst, table: e5m2Table)
+        case .f32: dst.copyMemory(from: src, byteCount: n &* 4)
+        case .f64: each(8, { $0.loadUnaligned(fromByteOffset: $1, as: Double.self) }, { Float($0) })
+        case .i64: each(8, { $0.loadUnaligned(fromByteOffset: $1, as: Int64.self) }, { Float($0) })
+        case .i32: each(4, { $0.loadUnaligned(fromByteOffset: $1, as: Int32.self) }, { Float($0) })
+        case .i16: each(2, { $0.loadUnaligned(fromByteOffset: $1, as: Int16.self) }, { Float($0) })
+        case .i8: each(1, { $0.load(fromByteOffset: $1, as: Int8.self) }, { Float($0) })
+        case .u8: each(1, { $0.load(fromByteOffset: $1, as: UInt8.self) }, { Float($0) })
+        case .bool: each(1, { $0.load(fromByteOffset: $1, as: UInt8.self) }, { $0 == 0 ? 0 : 1 })
+        default: preconditionFailure("decodeToF32: \(s) is not a supported source")
+        }
+    }
+
+    /// Decode a block into f32, then encode it: every pair without a direct loop.
+    static func throughF32(
+        _ n: Int, from s: DType, _ src: UnsafeRawPointer, to d: DType, _ dst: UnsafeMutableRawPointer
+    ) {
+        let block = 4096
+        let (srcSize, dstSize) = (s.bits / 8, d.bits / 8)
+        withUnsafeTemporaryAllocation(of: UInt32.self, capacity: block) { scratch in
+            let buffer = UnsafeMutableRawPointer(scratch.baseAddress!)
+            var i = 0
+            while i < n {
+                let m = min(block, n - i)
+                decodeToF32(m, from: s, src + i * srcSize, buffer)
+                encodeF32(m, UnsafeRawPointer(buffer), to: d, dst + i * dstSize)
+                i += m
+            }
+        }
+    }
+
+    /// f64 → f16 rounded once, as numpy (through f32 would round twice).
+    static func f64ToF16(_ n: Int, _ src: UnsafeRawPointer, _ dst: UnsafeMutableRawPointer) {
+        for j in 0..<n {
+            let h = FloatBits.f16(fromF64: src.loadUnaligned(fromByteOffset: j &* 8, as: Double.self))
+            dst.storeBytes(of: h, toByteOffset: j &* 2, as: UInt16.self)
+        }
+    }
+
+    /// f16 → f64 keeping NaN payloads, as numpy (a hardware f32 → f64 step would quiet them).
+    static func f16ToF64(_ n: Int, _ src: UnsafeRawPointer, _ dst: UnsafeMutableRawPointer) {
+        for j in 0..<n {
+            let x = FloatBits.f64(fromF16: src.loadUnaligned(fromByteOffset: j &* 2, as: UInt16.self))
+            dst.storeBytes(of: x.bitPattern, toByteOffset: j &* 8, as: UInt64.self)
+        }
+    }
+
+    /// bf16 → f16 as ml_dtypes (through Eigen::half): values as through f32, NaN → `0x7E00 | sign`.
+    static func bf16ToF16(_ n: Int, _ src: UnsafeRawPointer, _ dst: UnsafeMutableRawPointer) {
+        for j in 0..<n {
+            let b = src.loadUnaligned(fromByteOffset: j &* 2, as: UInt16.self)
+            let h = b & 0x7FFF > 0x7F80 ? (b & 0x8000) | 0x7E00 : FloatBits.f16(fromF32: FloatBits.f32(fromBF16: b))
+            dst.storeBytes(of: h, toByteOffset: j &* 2, as: UInt16.self)
+        }
+    }
+
+    /// Integers → f64 directly (i64 rounds once, as numpy).
+    static func integerToF64(_ n: Int, from s: DType, _ src: UnsafeRawPointer, _ dst: UnsafeMutableRawPointer) {
+        @inline(__always) func each<T>(_ size: Int, _ read: (UnsafeRawPointer, Int) -> T, _ f: (T) -> Double) {
+            for j in 0..<n { dst.storeBytes(of: f(read(src, j &* size)), toByteOffset: j &* 8, as: Double.self) }
+        }
+        switch s {
+        case .i64: each(8, { $0.loadUnaligned(fromByteOffset: $1, as: Int64.self) }, { Double($0) })
+        case .i32: each(4, { $0.loadUnaligned(fromByteOffset: $1, as: Int32.self) }, { Double($0) })
+        case .i16: each(2, { $0.loadUnaligned(fromByteOffset: $1, as: Int16.self) }, { Double($0) })
+        case .i8: each(1, { $0.load(fromByteOffset: $1, as: Int8.self) }, { Double($0) })
+        case .u8: each(1, { $0.load(fromByteOffset: $1, as: UInt8.self) }, { Double($0) })
+        case .bool: each(1, { $0.load(fromByteOffset: $1, as: UInt8.self) }, { $0 == 0 ? 0 : 1 })
+        default: preconditionFailure("integerToF64: \(s) is not an integer source")
+        }
+    }
+}
