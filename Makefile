@@ -4,7 +4,7 @@ SHELL := /bin/bash
 SWIFT ?= swift
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := libzstd-dev libopenblas-dev protobuf-compiler pkg-config python3-venv
+APT_PACKAGES := libzstd-dev libopenblas-dev zlib1g-dev protobuf-compiler pkg-config
 PY_PACKAGES := numpy ml_dtypes safetensors
 
 .PHONY: all deps venv build release test demo bench clean

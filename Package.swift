@@ -34,10 +34,10 @@ let package = Package(
             dependencies: ["KilnHost", "KilnEngine", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Sources/kiln"
         ),
-        .target(name: "KilnTestKit", dependencies: [core, "KilnHost"], path: "Tests/KilnTestKit"),
+        .target(name: "KilnTestKit", dependencies: [core, "KilnHost", "KilnEngine"], path: "Tests/KilnTestKit"),
         .testTarget(name: "KilnCoreTests", dependencies: [core, "KilnTestKit"], path: "Tests/KilnCoreTests"),
         .testTarget(name: "HostTests", dependencies: [core, "KilnHost", "KilnTestKit"], path: "Tests/HostTests"),
-        .testTarget(name: "FormatTests", dependencies: [core, "KilnHost", "KilnTestKit"], path: "Tests/FormatTests"),
+        .testTarget(name: "FormatTests", dependencies: [core, "KilnHost", "KilnEngine", "KilnTestKit"], path: "Tests/FormatTests"),
         .testTarget(name: "EngineTests", dependencies: [core, "KilnEngine", "KilnTestKit"], path: "Tests/EngineTests"),
         .testTarget(name: "CLITests", dependencies: ["KilnTestKit"], path: "Tests/CLITests"),
     ] + plugins.map(\.1),

@@ -232,6 +232,27 @@ enum ConversionKernels {
     }
 
     // MARK: f32 → narrow (SIMD)
+    //
+    // Lane selects are written with arithmetic masks: `.>` and `replacing(with:where:)` on
+    // SIMD16 are not vectorized by Swift 6.3 (measured 0.85 GB/s against 14 GB/s).
+
+    /// All-ones lanes where `a > b`, zero lanes elsewhere. Every lane of `a` and `b` must be < 2^31.
+    @inline(__always)
+    static func mask(_ a: U32, greaterThan b: UInt32) -> U32 {
+        U32(repeating: 0) &- ((U32(repeating: b) &- a) &>> 31)
+    }
+
+    /// All-ones lanes where `a < b`, zero lanes elsewhere. Every lane of `a` and `b` must be < 2^31.
+    @inline(__always)
+    static func mask(_ a: U32, lessThan b: UInt32) -> U32 {
+        U32(repeating: 0) &- ((a &- U32(repeating: b)) &>> 31)
+    }
+
+    /// `x` in the lanes where `m` is all ones, `y` where it is zero.
+    @inline(__always)
+    static func select(_ m: U32, _ x: U32, else y: U32) -> U32 {
+        (x & m) | (y & ~m)
+    }
 
     /// Round |x| bits `a` to a narrow format: normal lanes by integer RNE at bit `shift`
     /// after moving the exponent bias down by `rebias`; lanes below `minNormal` by the FPU
@@ -242,32 +263,36 @@ enum ConversionKernels {
         let normal = (a &- rebias &+ ((1 &<< (shift - 1)) - 1) &+ odd) &>> shift
         let sum = unsafeBitCast(a, to: F32.self) + unsafeBitCast(U32(repeating: magic), to: F32.self)
         let subnormal = unsafeBitCast(sum, to: U32.self) &- magic
-        return normal.replacing(with: subnormal, where: a .< minNormal)
+        return select(mask(a, lessThan: minNormal), subnormal, else: normal)
     }
 
     @inline(__always)
     static func f16Lanes(_ u: U32) -> U32 {
         let a = u & 0x7FFF_FFFF
-        var h = pointwiseMin(roundNarrow(a, shift: 13, rebias: 0x3800_0000, minNormal: 0x3880_0000, magic: 0x3F00_0000),
-                             U32(repeating: 0x7C00))
-        var nan = (a &>> 13) & 0x7FFF
-        nan.replace(with: 0x7C01, where: nan .== 0x7C00)
-        h.replace(with: nan, where: a .> 0x7F80_0000)
+        var h = roundNarrow(a, shift: 13, rebias: 0x3800_0000, minNormal: 0x3880_0000, magic: 0x3F00_0000)
+        h = select(mask(h, greaterThan: 0x7C00), U32(repeating: 0x7C00), else: h)  // < 2^19 here
+        let payload = (a &>> 13) & 0x3FF
+        let nan = 0x7C00 | payload | ((payload &- 1) &>> 31)  // a zero payload becomes 1
+        h = select(mask(a, greaterThan: 0x7F80_0000), nan, else: h)
         return h | ((u &>> 16) & 0x8000)
     }
 
     @inline(__always)
     static func bf16Lanes(_ u: U32) -> U32 {
         let rounded = (u &+ 0x7FFF &+ ((u &>> 16) & 1)) &>> 16
-        return rounded.replacing(with: ((u &>> 16) & 0x8000) | 0x7FC0, where: (u & 0x7FFF_FFFF) .> 0x7F80_0000)
+        let nan = ((u &>> 16) & 0x8000) | 0x7FC0
+        return select(mask(u & 0x7FFF_FFFF, greaterThan: 0x7F80_0000), nan, else: rounded)
     }
 
     @inline(__always)
     static func e4m3Lanes(_ u: U32, saturating: Bool) -> U32 {
         let a = u & 0x7FFF_FFFF
         var r = roundNarrow(a, shift: 20, rebias: 0x3C00_0000, minNormal: 0x3C80_0000, magic: 0x4680_0000)
-        r.replace(with: 0x7F, where: a .> 0x43E8_0000)
-        if saturating { r.replace(with: 0x7E, where: (a .> 0x43E0_0000) .& (a .<= 0x7F80_0000)) }
+        r = select(mask(a, greaterThan: 0x43E8_0000), U32(repeating: 0x7F), else: r)
+        if saturating {
+            let large = mask(a, greaterThan: 0x43E0_0000) & mask(a, lessThan: 0x7F80_0001)
+            r = select(large, U32(repeating: 0x7E), else: r)
+        }
         return r | ((u &>> 24) & 0x80)
     }
 
@@ -275,8 +300,8 @@ enum ConversionKernels {
     static func e5m2Lanes(_ u: U32) -> U32 {
         let a = u & 0x7FFF_FFFF
         var r = roundNarrow(a, shift: 21, rebias: 0x3800_0000, minNormal: 0x3880_0000, magic: 0x4300_0000)
-        r.replace(with: 0x7C, where: a .>= 0x4770_0000)
-        r.replace(with: 0x7E, where: a .> 0x7F80_0000)
+        r = select(mask(a, greaterThan: 0x476F_FFFF), U32(repeating: 0x7C), else: r)
+        r = select(mask(a, greaterThan: 0x7F80_0000), U32(repeating: 0x7E), else: r)
         return r | ((u &>> 24) & 0x80)
     }
 
@@ -341,9 +366,9 @@ enum ConversionKernels {
             let h = U32(truncatingIfNeeded: src.loadUnaligned(fromByteOffset: i &* 2, as: U16.self))
             let a = h & 0x7FFF
             var r = (a &<< 13) &+ 0x3800_0000
-            r.replace(with: (a &<< 13) &+ 0x7000_0000, where: a .>= 0x7C00)
+            r = select(mask(a, greaterThan: 0x7BFF), (a &<< 13) &+ 0x7000_0000, else: r)
             let sub = unsafeBitCast(unsafeBitCast(a | 0x3F00_0000, to: F32.self) - 0.5, to: U32.self)
-            r.replace(with: sub, where: a .< 0x0400)
+            r = select(mask(a, lessThan: 0x0400), sub, else: r)
             dst.storeBytes(of: r | ((h & 0x8000) &<< 16), toByteOffset: i &* 4, as: U32.self)
             i &+= lanes
         }

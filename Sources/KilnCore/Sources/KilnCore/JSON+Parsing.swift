@@ -2,7 +2,8 @@
 public enum JSONLimits {
     /// Default nesting limit for arrays and objects.
     public static let defaultMaxDepth = 256
-    /// The largest `maxDepth` accepted; the parser recurses once per level.
+    /// The largest `maxDepth` accepted. The parser recurses once per level, with about
+    /// 200 bytes of stack each (under 1 MB at the ceiling).
     public static let maxDepthCeiling = 4096
 }
 
@@ -48,14 +49,15 @@ extension JSONValue {
         }
     }
 
-    /// Parses UTF-8 JSON bytes; see ``parse(_:maxDepth:rejectDuplicateKeys:)-(UnsafeRawBufferPointer,_,_)``.
+    /// Parses UTF-8 JSON bytes; see the `UnsafeRawBufferPointer` overload.
     public static func parse(
         _ data: [UInt8], maxDepth: Int = JSONLimits.defaultMaxDepth, rejectDuplicateKeys: Bool = true
     ) throws -> JSONValue {
         try data.withUnsafeBytes { try parse($0, maxDepth: maxDepth, rejectDuplicateKeys: rejectDuplicateKeys) }
     }
 
-    /// Parses JSON text; offsets in errors count UTF-8 bytes.
+    /// Parses JSON text; offsets in errors count UTF-8 bytes. See the
+    /// `UnsafeRawBufferPointer` overload.
     public static func parse(
         _ string: String, maxDepth: Int = JSONLimits.defaultMaxDepth, rejectDuplicateKeys: Bool = true
     ) throws -> JSONValue {
@@ -83,7 +85,7 @@ struct JSONParseFailure: Error {
 }
 
 /// Recursive-descent parser over a byte buffer. Errors carry the offset; each container
-/// level prepends its path component while the error unwinds.
+/// level adds its path component while the error unwinds.
 struct JSONParser {
     let bytes: UnsafePointer<UInt8>
     let end: Int
@@ -177,7 +179,7 @@ struct JSONParser {
             let key = try parseString()
             skipWhitespace()
             guard pos < end, bytes[pos] == UInt8(ascii: ":") else {
-                throw fail(pos, "expected ':' after key \(quoted(key)), found \(found(at: pos))")
+                throw fail(pos, "expected ':' after key \(JSONWriter.quoted(key)), found \(found(at: pos))")
             }
             pos += 1
             skipWhitespace()
@@ -185,12 +187,12 @@ struct JSONParser {
             do {
                 value = try parseValue(depth: depth)
             } catch {
-                throw error.inside(quoted(key))
+                throw error.inside(JSONWriter.quoted(key))
             }
             if let existing = object.insertIfAbsent(key, value) {
                 if rejectDuplicateKeys {
-                    let first = firstKeyOffset(objectStart: open, key: key, index: existing)
-                    throw fail(keyOffset, "duplicate key \(quoted(key)) (first at offset \(first))")
+                    let first = firstKeyOffset(objectStart: open, index: existing)
+                    throw fail(keyOffset, "duplicate key \(JSONWriter.quoted(key)) (first at offset \(first))")
                 }
                 object.replaceValue(at: existing, with: value)
             }
@@ -367,7 +369,7 @@ struct JSONParser {
         while wordEnd < end, wordEnd - offset < 24, isWordByte(bytes[wordEnd]) { wordEnd += 1 }
         if wordEnd > offset + 1 { return "'\(text(offset..<wordEnd))'" }
         if c > 0x20, c < 0x7F { return "'\(Character(Unicode.Scalar(c)))'" }
-        return "byte 0x" + hex(c, width: 2)
+        return "byte 0x" + Self.hex(c, width: 2)
     }
 
     func isWordByte(_ c: UInt8) -> Bool {
@@ -382,7 +384,7 @@ struct JSONParser {
 
     /// The offset of the `index`-th key of the object starting at `objectStart`
     /// (error path only: re-reads text already accepted).
-    func firstKeyOffset(objectStart: Int, key: String, index: Int) -> Int {
+    func firstKeyOffset(objectStart: Int, index: Int) -> Int {
         var scan = JSONParser(bytes: bytes, end: end, maxDepth: maxDepth, rejectDuplicateKeys: false)
         scan.pos = objectStart + 1
         for _ in 0..<index {
@@ -398,16 +400,4 @@ struct JSONParser {
         scan.skipWhitespace()
         return scan.pos
     }
-}
-
-/// `"key"` with the key escaped as in serialized JSON, for paths and messages.
-func quoted(_ key: String) -> String {
-    var writer = JSONWriter(pretty: false, sortKeys: false)
-    writer.writeString(key)
-    return String(decoding: writer.out, as: UTF8.self)
-}
-
-func hex(_ value: some BinaryInteger, width: Int) -> String {
-    let digits = String(value, radix: 16, uppercase: true)
-    return String(repeating: "0", count: max(0, width - digits.count)) + digits
 }

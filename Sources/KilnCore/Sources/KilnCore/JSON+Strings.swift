@@ -63,7 +63,7 @@ extension JSONParser {
             var scalar = UInt32(unit)
             var next = p + 6
             if (0xDC00...0xDFFF).contains(unit) {
-                throw fail(p, "expected a high surrogate before \\u\(hex(unit, width: 4)), found none (lone low surrogate)")
+                throw fail(p, "expected a high surrogate before \\u\(Self.hex(unit, width: 4)), found none (lone low surrogate)")
             }
             if (0xD800...0xDBFF).contains(unit) {
                 var low: UInt16?
@@ -72,8 +72,8 @@ extension JSONParser {
                 }
                 guard let low, (0xDC00...0xDFFF).contains(low) else {
                     throw fail(
-                        p, "expected a low surrogate \\uDC00-\\uDFFF after \\u\(hex(unit, width: 4)), "
-                            + "found \(low.map { "\\u" + hex($0, width: 4) } ?? found(at: next)) (lone high surrogate)")
+                        p, "expected a low surrogate \\uDC00-\\uDFFF after \\u\(Self.hex(unit, width: 4)), "
+                            + "found \(low.map { "\\u" + Self.hex($0, width: 4) } ?? found(at: next)) (lone high surrogate)")
                 }
                 scalar = 0x10000 + ((scalar - 0xD800) << 10) + (UInt32(low) - 0xDC00)
                 next += 6
@@ -134,13 +134,13 @@ extension JSONParser {
         default: length = 1; ok = false
         }
         guard ok else {
-            throw fail(p, "expected UTF-8 text in string, found ill-formed sequence starting with byte 0x\(hex(bytes[p], width: 2))")
+            throw fail(p, "expected UTF-8 text in string, found ill-formed sequence starting with byte 0x\(Self.hex(bytes[p], width: 2))")
         }
         return p + length
     }
 
     func controlCharacter(at p: Int) -> JSONParseFailure {
-        fail(p, "expected '\"' or a character in string, found unescaped control character U+\(hex(bytes[p], width: 4))")
+        fail(p, "expected a printable character or escape in string, found control character U+\(Self.hex(bytes[p], width: 4))")
     }
 }
 
@@ -172,5 +172,22 @@ extension JSONWriter {
             out.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart...]))
         }
         out.append(UInt8(ascii: "\""))
+    }
+}
+
+extension JSONWriter {
+    /// `"key"` with the key escaped as in serialized JSON, for paths and messages.
+    static func quoted(_ key: String) -> String {
+        var writer = JSONWriter(pretty: false, sortKeys: false)
+        writer.writeString(key)
+        return String(decoding: writer.out, as: UTF8.self)
+    }
+}
+
+extension JSONParser {
+    /// `value` in uppercase hex, zero-padded to `width` digits.
+    static func hex(_ value: some BinaryInteger, width: Int) -> String {
+        let digits = String(value, radix: 16, uppercase: true)
+        return String(repeating: "0", count: max(0, width - digits.count)) + digits
     }
 }

@@ -8,7 +8,10 @@
 /// object keys compare by their UTF-8 bytes (not by Swift's canonical equivalence),
 /// objects compare in order, and `.int(1) != .double(1)`. Doubles compare with `==`
 /// (`nan != nan`).
-@frozen public enum JSONValue: Equatable, Sendable {
+///
+/// Frozen: JSON has exactly these seven kinds, so clients switch exhaustively.
+@frozen
+public enum JSONValue: Equatable, Sendable {
     case null
     case bool(Bool)
     /// An integer literal that fits `Int64` (no fraction or exponent).
