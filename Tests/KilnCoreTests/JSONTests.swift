@@ -243,7 +243,9 @@ struct JSONTests {
         #expect(rejection(Array(objects.utf8), maxDepth: 2)?.path == [#""a""#, #""a""#])
         #expect(try JSONValue.parse("7", maxDepth: 0) == 7)
         #expect(rejection(Array("[]".utf8), maxDepth: 0)?.offset == 0)
-        #expect(try JSONValue.parse(nested(1024), maxDepth: 1024).arrayValue?.count == 1)
+        let ceiling = JSONLimits.maxDepthCeiling
+        #expect(try JSONValue.parse(nested(ceiling), maxDepth: ceiling).arrayValue?.count == 1)
+        #expect(rejection(Array(nested(ceiling + 1).utf8), maxDepth: ceiling)?.offset == ceiling)
     }
 
     @Test("accessors")

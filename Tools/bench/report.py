@@ -93,6 +93,8 @@ def main():
         vs_cp = f"{rate(name) / rate('cp'):.2f}×" if "cp" in results else "-"
         lines.append(f"| {label} | {what} | {r['best']:.3f} | {r['median']:.3f} | {rate(name) / 1e9:.2f} "
                      f"| {rss:.0f} | {rss - largest_mb:+.0f} | {vs_cp} |")
+    lines += ["", "Peak RSS counts mapped input pages still resident: kiln releases them behind each chunk, "
+              "python stream (safetensors' mmap backend) keeps the whole input mapped."]
     lines += ["", "Throughput ratios (higher = kiln faster):", ""]
     for label, a, b in RATIOS:
         if a in results and b in results:

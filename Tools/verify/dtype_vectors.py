@@ -83,7 +83,7 @@ def narrow_type_cases(dtype):
     ulp_top = top - finite[-2]
     beyond = np.array([top + ulp_top / 2, top + ulp_top, top + 2 * ulp_top])
     base = np.concatenate([finite, ties, beyond, -beyond])
-    return neighbours(f32_bits(base))
+    return neighbours(f32_bits(base), steps=(-1, 0, 1))
 
 
 def f32_inputs(rng):
@@ -110,16 +110,16 @@ def f32_inputs(rng):
     parts.append(neighbours(f32_bits(edges + [-e for e in edges]), steps=range(-4, 5)))
     # Subnormal ranges of the narrow types, densely (f16: 2^-24..2^-14, fp8: 2^-17..2^-6).
     lo, hi = f32_bits([2.0 ** -26, 2.0 ** -13])
-    parts.append(np.arange(lo, hi, 97, dtype=np.uint32))
+    parts.append(np.arange(lo, hi, 1021, dtype=np.uint32))
     # Random bit patterns, and random "weights" around typical magnitudes.
-    parts.append(rng.integers(0, 1 << 32, size=500_000, dtype=np.uint64).astype(np.uint32))
+    parts.append(rng.integers(0, 1 << 32, size=300_000, dtype=np.uint64).astype(np.uint32))
     w = rng.standard_normal(200_000) * np.exp2(rng.integers(-20, 12, size=200_000))
     parts.append(f32_bits(w))
     return np.concatenate(parts).astype(np.uint32)
 
 
 def f64_inputs(rng, f32):
-    parts = [f32.view(np.float32).astype(np.float64).view(np.uint64)]
+    parts = [rng.choice(f32, size=300_000, replace=False).view(np.float32).astype(np.float64).view(np.uint64)]
     # NaNs whose payload lives only in the low bits (lost when narrowed to f32).
     low = np.array([1, 2, 0x1FFFFFFF, 0x20000000, 1 << 51, (1 << 51) | 1, (1 << 52) - 1], dtype=np.uint64)
     nan = np.uint64(0x7FF0000000000000) | low
@@ -132,13 +132,13 @@ def f64_inputs(rng, f32):
         v = np.unique(v[np.isfinite(v)])
         ties.append((v[:-1] + v[1:]) / 2)
     ties = np.concatenate(ties)
-    for eps in (2.0 ** -40, 2.0 ** -30, 2.0 ** -26):
+    for eps in (2.0 ** -40,):
         parts += [(ties * (1 + eps)).view(np.uint64), (ties * (1 - eps)).view(np.uint64)]
     big = np.array([1e39, 1e300, 3.4028235677973366e38, 3.402823669209385e38, 1e-46, 1e-300,
                     2.0 ** -149 / 2, 2.0 ** -149 * 0.75, 65519.99, 65520.0, 464.0000001, 61439.9999],
                    dtype=np.float64)
     parts += [big.view(np.uint64), (-big).view(np.uint64)]
-    parts.append(rng.integers(0, 1 << 64, size=200_000, dtype=np.uint64))
+    parts.append(rng.integers(0, 1 << 64, size=100_000, dtype=np.uint64))
     return np.concatenate(parts).astype(np.uint64)
 
 

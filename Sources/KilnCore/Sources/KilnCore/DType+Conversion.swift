@@ -9,14 +9,24 @@
 // Rounding is to nearest, ties to even. Normal results are rounded with integer
 // arithmetic on the f32 bits; results in the target's subnormal range are rounded
 // by the FPU with one f32 addition of a "magic" power of two whose ulp is the
-// target's smallest subnormal (IEEE addition rounds to nearest even by default).
+// target's smallest subnormal (IEEE addition rounds to nearest even by default;
+// FTZ/DAZ cannot change a result: no f32 subnormal is ever an operand that matters or a sum).
 // The hot loops work on SIMD16 lanes and live in `ConversionKernels` (internal,
 // non-generic) so that they are compiled and vectorized inside KilnCore.
 
 /// Scalar, bit-exact conversions between `Float` and the narrow float formats.
 ///
 /// Every function agrees bit for bit with `np.float32(x).astype(T)` (numpy for f16,
-/// ml_dtypes for bf16 / fp8), including NaN payloads, infinities and overflow.
+/// ml_dtypes for bf16 / fp8), including NaN payloads, infinities and overflow. Inputs may be
+/// any value, NaN included; outputs are the raw bits of the narrow type. A narrow value with
+/// sign `s`, exponent field `e` and `M` mantissa bits `m` is
+///
+/// ```
+/// (-1)^s · 2^(e − bias) · (1 + m / 2^M)    for e > 0 (normal)
+/// (-1)^s · 2^(1 − bias) · (m / 2^M)        for e = 0 (subnormal)
+/// ```
+///
+/// and a conversion to it picks the nearest such value, ties to the even `m`.
 public enum FloatBits {
     /// f32 → f16 bits: round to nearest even; |x| ≥ 65520 → ±inf; NaN keeps its top 10 payload bits.
     ///
@@ -109,13 +119,29 @@ public enum FloatBits {
 
     /// f32 → f8e4m3fn bits for quantizers: clamps to ±448 first, so ±inf and |x| > 448 give ±448.
     ///
-    /// Same as `np.clip(x, -448, 448).astype(float8_e4m3fn)`; NaN stays NaN (`0x7F | sign`).
+    /// Same as `np.clip(x, -448, 448).astype(float8_e4m3fn)`; NaN stays NaN (`0x7F | sign`):
+    ///
+    /// ```
+    /// q = f8e4m3fn(min(max(x, -448), 448))
+    /// ```
     @inlinable
     public static func f8e4m3fnSaturating(fromF32 x: Float) -> UInt8 {
         let u = x.bitPattern
         let a = u & 0x7FFF_FFFF
         if a > 0x43E0_0000 && a <= 0x7F80_0000 { return UInt8(truncatingIfNeeded: u >> 24) & 0x80 | 0x7E }
         return f8e4m3fn(fromF32: x)
+    }
+
+    /// Bulk ``f8e4m3fnSaturating(fromF32:)``: `count` f32 values at `src` → `count` bytes at `dst`.
+    ///
+    /// - Parameters:
+    ///   - count: number of elements, ≥ 0.
+    ///   - src: `count` little-endian f32 values, any alignment.
+    ///   - dst: room for `count` bytes; must not overlap `src`.
+    /// - Complexity: O(`count`), vectorized.
+    public static func f8e4m3fnSaturating(_ count: Int, fromF32 src: UnsafeRawPointer, to dst: UnsafeMutableRawPointer) {
+        precondition(count >= 0, "FloatBits.f8e4m3fnSaturating: negative count \(count)")
+        ConversionKernels.f32ToE4M3(count, src, dst, saturating: true)
     }
 
     /// f8e4m3fn bits → f32, exact; S.1111.111 → `0x7FC00000 | sign` (ml_dtypes' quiet NaN).
@@ -164,7 +190,9 @@ extension DType {
     /// those float types. Each result equals `src.astype(destination)` in numpy + ml_dtypes:
     /// narrow ← wide goes through f32 (one rounding from f32, as ml_dtypes does), except
     /// f64 → f16 (rounded once, as numpy) and integers → f64 (direct). bf16 → f16 writes NaN as
-    /// `0x7E00 | sign` (ml_dtypes). The same type on both sides is a byte copy (packed types too).
+    /// `0x7E00 | sign` (ml_dtypes). A bool byte is 0 → 0, anything else → 1 (numpy). The same
+    /// type on both sides is a byte copy (packed types too). f8e4m3fn results are not saturated
+    /// (out of range → NaN, as ml_dtypes); quantizers use ``FloatBits/f8e4m3fnSaturating(_:fromF32:to:)``.
     ///
     /// - Parameters:
     ///   - count: number of elements, ≥ 0.

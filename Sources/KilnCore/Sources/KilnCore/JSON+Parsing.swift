@@ -2,9 +2,10 @@
 public enum JSONLimits {
     /// Default nesting limit for arrays and objects.
     public static let defaultMaxDepth = 256
-    /// The largest `maxDepth` accepted. The parser recurses once per level, with about
-    /// 200 bytes of stack each (under 1 MB at the ceiling).
-    public static let maxDepthCeiling = 4096
+    /// The largest `maxDepth` accepted (Python's recursion limit is 1000). The parser
+    /// recurses once per level: about 200 bytes of stack each in release builds (200 KB at
+    /// the ceiling), 2.5 KB in debug builds (2.5 MB).
+    public static let maxDepthCeiling = 1024
 }
 
 extension JSONValue {
@@ -359,27 +360,6 @@ struct JSONParser {
 
     func text(_ range: Range<Int>) -> String {
         String(decoding: UnsafeBufferPointer(start: bytes + range.lowerBound, count: range.count), as: UTF8.self)
-    }
-
-    /// Describes the input at `offset` for "found ..." (a word, a character, or a byte).
-    func found(at offset: Int) -> String {
-        guard offset < end else { return "end of input" }
-        let c = bytes[offset]
-        var wordEnd = offset
-        while wordEnd < end, wordEnd - offset < 24, isWordByte(bytes[wordEnd]) { wordEnd += 1 }
-        if wordEnd > offset + 1 { return "'\(text(offset..<wordEnd))'" }
-        if c > 0x20, c < 0x7F { return "'\(Character(Unicode.Scalar(c)))'" }
-        return "byte 0x" + Self.hex(c, width: 2)
-    }
-
-    func isWordByte(_ c: UInt8) -> Bool {
-        isDigit(c) || (c | 0x20) &- UInt8(ascii: "a") < 26 || c == UInt8(ascii: "-") || c == UInt8(ascii: "+")
-            || c == UInt8(ascii: ".")
-    }
-
-    func nonFiniteNote(at offset: Int) -> String {
-        guard offset < end, bytes[offset] == UInt8(ascii: "N") || bytes[offset] == UInt8(ascii: "I") else { return "" }
-        return " (NaN and Infinity are not JSON)"
     }
 
     /// The offset of the `index`-th key of the object starting at `objectStart`

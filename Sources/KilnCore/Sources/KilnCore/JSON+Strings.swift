@@ -1,5 +1,6 @@
-// JSON string literals in both directions: reading (escapes, UTF-8 validation,
-// surrogate pairs) and writing (Python `json.dumps(ensure_ascii=False)` escaping).
+// JSON text in both directions: reading string literals (escapes, UTF-8 validation,
+// surrogate pairs), writing them (Python `json.dumps(ensure_ascii=False)` escaping), and
+// quoting input for error messages.
 
 extension JSONParser {
     /// Parses the string literal at `pos` (which holds `"`).
@@ -185,6 +186,27 @@ extension JSONWriter {
 }
 
 extension JSONParser {
+    /// Describes the input at `offset` for "found ..." (a word, a character, or a byte).
+    func found(at offset: Int) -> String {
+        guard offset < end else { return "end of input" }
+        let c = bytes[offset]
+        var wordEnd = offset
+        while wordEnd < end, wordEnd - offset < 24, isWordByte(bytes[wordEnd]) { wordEnd += 1 }
+        if wordEnd > offset + 1 { return "'\(text(offset..<wordEnd))'" }
+        if c > 0x20, c < 0x7F { return "'\(Character(Unicode.Scalar(c)))'" }
+        return "byte 0x" + Self.hex(c, width: 2)
+    }
+
+    func isWordByte(_ c: UInt8) -> Bool {
+        isDigit(c) || (c | 0x20) &- UInt8(ascii: "a") < 26 || c == UInt8(ascii: "-") || c == UInt8(ascii: "+")
+            || c == UInt8(ascii: ".")
+    }
+
+    func nonFiniteNote(at offset: Int) -> String {
+        guard offset < end, bytes[offset] == UInt8(ascii: "N") || bytes[offset] == UInt8(ascii: "I") else { return "" }
+        return " (NaN and Infinity are not JSON)"
+    }
+
     /// `value` in uppercase hex, zero-padded to `width` digits.
     static func hex(_ value: some BinaryInteger, width: Int) -> String {
         let digits = String(value, radix: 16, uppercase: true)

@@ -85,7 +85,7 @@ public struct Tensor: @unchecked Sendable {
         case .mapped:
             return try withBytes { TensorBuffer(copying: $0) }
         case .converted:
-            let out = TensorBuffer(count: byteCount)
+            let out = TensorBuffer(count: byteCount, zeroed: false)
             var at = 0
             try streamBytes { chunk in
                 out.pointer.advanced(by: at).copyMemory(from: chunk.baseAddress!, byteCount: chunk.count)
@@ -115,8 +115,8 @@ public struct Tensor: @unchecked Sendable {
                 throw KilnError(.unsupported, path: ["tensor \"\(name)\""], "conversion \(source.dtype) → \(dtype) is not supported")
             }
             let srcSize = source.dtype.bits / 8, dstSize = dtype.bits / 8
-            let chunkElements = max(1, chunkBytes / max(srcSize, dstSize))
-            let out = TensorBuffer(count: chunkElements * dstSize)
+            let chunkElements = max(1, min(elementCount, chunkBytes / max(srcSize, dstSize)))
+            let out = TensorBuffer(count: chunkElements * dstSize, zeroed: false)
             var pending = [UInt8]()
             // Source chunks are element-aligned by construction (chunk sizes are multiples of srcSize).
             try source.streamBytes(chunkBytes: chunkElements * srcSize) { chunk in

@@ -3,16 +3,16 @@ public final class TensorBuffer: @unchecked Sendable {
     public let count: Int
     public let pointer: UnsafeMutableRawPointer
 
-    /// Allocate `count` bytes, zero-filled.
-    public init(count: Int) {
+    /// Allocate `count` bytes, zero-filled unless `zeroed` is false (the caller then writes every byte).
+    public init(count: Int, zeroed: Bool = true) {
         self.count = count
         pointer = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1), alignment: 64)
-        pointer.initializeMemory(as: UInt8.self, repeating: 0, count: max(count, 1))
+        if zeroed { pointer.initializeMemory(as: UInt8.self, repeating: 0, count: max(count, 1)) }
     }
 
     /// Copy `bytes` into a new buffer.
     public convenience init(copying bytes: UnsafeRawBufferPointer) {
-        self.init(count: bytes.count)
+        self.init(count: bytes.count, zeroed: false)
         if let src = bytes.baseAddress, bytes.count > 0 { pointer.copyMemory(from: src, byteCount: bytes.count) }
     }
 
