@@ -50,9 +50,15 @@ public enum PluginLoader {
         if let done = loaded[real] { return done }
 
         let host = PluginStamp.host
-        let stamp = try Preflight.stamp(of: real)
+        let (stamp, exportsEntry) = try Preflight.stamp(of: real, shownAs: path)
         guard stamp == host else {
             throw KilnError(.plugin, file: path, "built for a different Kiln ABI: plugin has \(stamp), this kiln has \(host); rebuild the plugin against this KilnCore")
+        }
+        // libKilnCore.so itself may carry a stamp (debug builds keep the SDK's inline helpers);
+        // only a library exporting the entry symbol is a plugin. Checked before dlopen, so a
+        // second copy of KilnCore is never mapped.
+        guard exportsEntry != false else {
+            throw KilnError(.plugin, file: path, "not a Kiln plugin (it does not export \(KILN_PLUGIN_SYMBOL))")
         }
 
         guard let handle = dlopen(real, RTLD_NOW | RTLD_LOCAL) else {
@@ -102,9 +108,5 @@ public enum PluginLoader {
 
     static func hex(_ v: UInt32) -> String { "0x" + String(v, radix: 16, uppercase: true) }
 
-    static func realPath(_ path: String) -> String? {
-        guard let r = realpath(path, nil) else { return nil }
-        defer { free(r) }
-        return String(cString: r)
-    }
+    static func realPath(_ path: String) -> String? { FileSystem.realPath(path) }
 }

@@ -44,8 +44,8 @@ enum Preflight {
 
     /// Check the file is an ELF shared object carrying a Kiln stamp, and return the stamp.
     /// - Throws: `KilnError(.plugin)` naming the file: not a shared library, not a Kiln plugin, unreadable stamp.
-    static func stamp(of path: String) throws -> PluginStamp {
-        let file = try MappedFile(path: path)
+    static func stamp(of real: String, shownAs path: String) throws -> (stamp: PluginStamp, exportsEntry: Bool?) {
+        let file = try MappedFile(path: real)
         let bytes = file.bytes(offset: 0, count: file.count)
         let elf: [UInt8] = [0x7F, 0x45, 0x4C, 0x46]
         guard bytes.count >= 64, Array(bytes[0..<4]) == elf else {
@@ -66,7 +66,7 @@ enum Preflight {
         guard let stamp = PluginStamp(parsing: text) else {
             throw KilnError(.plugin, file: path, offset: at, "malformed KILN-ABI-STAMP: \(text)")
         }
-        return stamp
+        return (stamp, ELFSymbols.definesDynamic(KILN_PLUGIN_SYMBOL, in: bytes))
     }
 
     /// First index of `needle` in `haystack`.

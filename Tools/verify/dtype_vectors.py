@@ -25,10 +25,15 @@ integer edges plus random integers. Deterministic: fixed seed.
 
 import os
 import sys
-import warnings
 
-import ml_dtypes
-import numpy as np
+# Other tools live beside this script (e.g. tokenize.py); its directory must not shadow stdlib modules.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+
+import warnings  # noqa: E402
+
+import ml_dtypes  # noqa: E402
+import numpy as np  # noqa: E402
 
 SEED = 20240521
 

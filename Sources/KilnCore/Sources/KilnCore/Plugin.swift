@@ -17,15 +17,19 @@ public protocol ProgressSink: AnyObject {
     func update(label: String, done: Int, total: Int)
 }
 
-/// What the host hands a provider for one job: options as strings, and a progress sink.
+/// What the host hands a provider for one job: options as strings, a progress sink, and
+/// engine services (calibration) that plugins cannot link directly.
 public final class KilnContext: @unchecked Sendable {
     /// Options by kebab-case name (`max-shard-size`, `dtype`, ...). Providers document the ones they read.
     public var options: [String: String]
     public var progress: ProgressSink?
+    /// Runs the model on calibration data (set by the host for passes that need it).
+    public var calibration: (any CalibrationService)?
 
-    public init(options: [String: String] = [:], progress: ProgressSink? = nil) {
+    public init(options: [String: String] = [:], progress: ProgressSink? = nil, calibration: (any CalibrationService)? = nil) {
         self.options = options
         self.progress = progress
+        self.calibration = calibration
     }
 }
 

@@ -61,13 +61,13 @@ public struct Tensor: @unchecked Sendable {
             let region = file.bytes(offset: offset, count: byteCount)
             let align = max(1, dtype.bits / 8)
             if let base = region.baseAddress, Int(bitPattern: base) % align != 0 {
-                return try body(TensorBuffer(copying: region).bytes)
+                return try withExtendedLifetime(TensorBuffer(copying: region)) { try body($0.bytes) }
             }
             return try body(region)
         case .owned(let buffer):
             return try body(UnsafeRawBufferPointer(start: buffer.pointer, count: byteCount))
         case .converted, .deferred:
-            return try body(try materialized().bytes)
+            return try withExtendedLifetime(try materialized()) { try body($0.bytes) }
         }
     }
 
@@ -133,11 +133,13 @@ public struct Tensor: @unchecked Sendable {
             }
         case .owned, .deferred:
             let buffer = try materialized()
-            var at = 0
-            while at < byteCount {
-                let n = min(chunkBytes, byteCount - at)
-                try body(UnsafeRawBufferPointer(start: buffer.pointer + at, count: n))
-                at += n
+            try withExtendedLifetime(buffer) {
+                var at = 0
+                while at < byteCount {
+                    let n = min(chunkBytes, byteCount - at)
+                    try body(UnsafeRawBufferPointer(start: buffer.pointer + at, count: n))
+                    at += n
+                }
             }
         }
     }

@@ -102,13 +102,21 @@ enum NPYLayout {
     static let versions: Set<UInt8> = [1, 2, 3]
     static let memberSuffix = ".npy"
 
-    /// The dtypes this reader accepts: numpy's `dtype.str` → Kiln's type. numpy spells the
-    /// one-byte types with `|` (byte order not applicable); Kiln stores little-endian only.
-    /// bfloat16 and the float8 types are not numpy dtypes (ml_dtypes saves them as raw `|V2`).
-    static let dtypes: [(descr: String, dtype: DType)] = [
-        ("<f8", .f64), ("<f4", .f32), ("<f2", .f16),
-        ("<i8", .i64), ("<i4", .i32), ("<i2", .i16), ("|i1", .i8), ("|u1", .u8), ("|b1", .bool),
+    /// numpy's `dtype.str` → numpy's type name. numpy spells the one-byte types with `|` (byte
+    /// order not applicable); Kiln holds little-endian data only. bfloat16 and the float8 types
+    /// are not numpy dtypes (ml_dtypes saves them as raw `|V2` / `|V1`).
+    static let numpyNames: [(descr: String, numpy: String)] = [
+        ("<f8", "float64"), ("<f4", "float32"), ("<f2", "float16"),
+        ("<i8", "int64"), ("<i4", "int32"), ("<i2", "int16"), ("|i1", "int8"),
+        ("<u8", "uint64"), ("<u4", "uint32"), ("<u2", "uint16"), ("|u1", "uint8"), ("|b1", "bool"),
     ]
+
+    /// The dtypes this reader accepts: those of ``numpyNames`` that the KilnCore it runs with
+    /// has (looked up by the `numpy` column of `DType.table`, so a newer KilnCore adds types
+    /// without a change here).
+    static let dtypes: [(descr: String, dtype: DType)] = numpyNames.compactMap { entry in
+        DType.allCases.first { $0.traits.numpy == entry.numpy }.map { (entry.descr, $0) }
+    }
 }
 
 /// Bounds checked before the reader trusts a number from the file.

@@ -85,7 +85,8 @@ struct ZipArchive {
             throw KilnError(.invalidInput, file: path, path: ["end of central directory"],
                             "expected signature PK\\5\\6 in the last \(file.count - lowest) bytes, found none (truncated or not a zip archive)")
         }
-        guard bytes.u16(end + 4) == 0, bytes.u16(end + 6) == 0 || bytes.u16(end + 6) == ZipLayout.saturated16 else {
+        guard bytes.u16(end + 4) == 0, bytes.u16(end + 6) == 0 || bytes.u16(end + 6) == ZipLayout.saturated16,
+              bytes.u16(end + 8) == bytes.u16(end + 10) else {
             throw KilnError(.unsupported, file: path, offset: end + 4, path: ["end of central directory"],
                             "multi-disk (split) zip archives are not supported")
         }
