@@ -14,6 +14,8 @@ func plugin(_ name: String, path: String) -> (Product, Target) {
 
 let plugins = [
     plugin("KilnFormatSafetensors", path: "Formats/Safetensors"),
+    plugin("KilnFormatTensorRTLLM", path: "Formats/TensorRTLLM"),
+    plugin("KilnFormatHFQuant", path: "Formats/HFQuant"),
 ]
 
 let package = Package(

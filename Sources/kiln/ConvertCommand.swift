@@ -30,9 +30,21 @@ struct ConvertCommand: ParsableCommand {
     @Option(help: "Split the output into shards of at most this size (e.g. 500MB, 2GB); implies a folder.")
     var maxShardSize: String?
 
+    @Flag(help: "ONNX output: put tensors of 1 KB or more in OUT.data beside the model (automatic past 2 GB).")
+    var externalData = false
+
+    @Option(help: "TensorRT-LLM output: tensor-parallel size (rank files; 1, 2, 4, 8, ...).")
+    var tp: Int?
+
+    @Flag(help: "TensorRT-LLM output: shard the vocab embedding over the ranks too (use_parallel_embedding).")
+    var embeddingSharding = false
+
     @OptionGroup var global: GlobalOptions
 
     func validate() throws {
+        if let tp, tp < 1 || tp > 64 {
+            throw ValidationError("--tp must be between 1 and 64 (found \(tp))")
+        }
         if let dtype {
             guard let d = DType(name: dtype), [.f32, .f16, .bf16].contains(d) else {
                 throw ValidationError("--dtype must be f32, f16 or bf16 (found \"\(dtype)\")")
@@ -45,6 +57,9 @@ struct ConvertCommand: ParsableCommand {
         let reader = try registry.reader(for: input, named: from)
         var options: [String: String] = [:]
         if let maxShardSize { options["max-shard-size"] = maxShardSize }
+        if let tp { options["tp"] = String(tp) }
+        if embeddingSharding { options["embedding-sharding"] = "true" }
+        if externalData { options["external-data"] = "true" }
         let context = global.context(options)
         let started = monotonicSeconds()
         let model = try reader.read(path: input, context: context)

@@ -44,7 +44,7 @@ import Testing
         (#"{"w":{"dtype":"F32","shape":[2,2],"data_offsets":[0,12]}}"#, Array(f32x4.prefix(12)),
          #"bad.safetensors: header › tensor "w" › data_offsets: expected 16 bytes (4 × F32 of shape [2, 2]), found 12 bytes [0, 12]"#),
         (#"{"w":{"dtype":"F33","shape":[2,2],"data_offsets":[0,16]}}"#, f32x4,
-         #"bad.safetensors: header › tensor "w" › dtype: expected one of F64 F32 F16 BF16 F8_E4M3 F8_E5M2 I64 I32 I16 I8 U8 BOOL, found "F33""#),
+         #"bad.safetensors: header › tensor "w" › dtype: expected one of F64 F32 F16 BF16 F8_E4M3 F8_E5M2 I64 I32 I16 I8 U8 BOOL U16 U32 U64, found "F33""#),
         (#"{"w":{"dtype":"F32","shape":[2,-2],"data_offsets":[0,16]}}"#, f32x4,
          #"bad.safetensors: header › tensor "w" › shape › [1]: expected a non-negative integer, found -2"#),
         (#"{"w":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,16]}}"#, f32x4,

@@ -20,6 +20,10 @@ public enum DType: UInt8, CaseIterable, Sendable, Hashable, CustomStringConverti
     case bool = 14
     /// Reserved for NVFP4 / MXFP4 payloads (e2m1, two per byte); not yet readable.
     case fp4e2m1 = 15
+    /// Unsigned integers (ONNX UINT16/UINT32/UINT64, safetensors U16/U32/U64); carried, not converted.
+    case u16 = 16
+    case u32 = 17
+    case u64 = 18
 
     /// Static description of one element type.
     public struct Traits: Sendable {
@@ -56,6 +60,9 @@ public enum DType: UInt8, CaseIterable, Sendable, Hashable, CustomStringConverti
         .u4: Traits(name: "u4", bits: 4, isFloat: false, safetensors: nil, onnx: 21, numpy: "uint4", trtllm: nil),
         .bool: Traits(name: "bool", bits: 8, isFloat: false, safetensors: "BOOL", onnx: 9, numpy: "bool", trtllm: "bool"),
         .fp4e2m1: Traits(name: "fp4e2m1", bits: 4, isFloat: true, safetensors: nil, onnx: 23, numpy: "float4_e2m1fn", trtllm: nil),
+        .u16: Traits(name: "u16", bits: 16, isFloat: false, safetensors: "U16", onnx: 4, numpy: "uint16", trtllm: nil),
+        .u32: Traits(name: "u32", bits: 32, isFloat: false, safetensors: "U32", onnx: 12, numpy: "uint32", trtllm: nil),
+        .u64: Traits(name: "u64", bits: 64, isFloat: false, safetensors: "U64", onnx: 13, numpy: "uint64", trtllm: nil),
     ]
 
     /// This type's row of the table.

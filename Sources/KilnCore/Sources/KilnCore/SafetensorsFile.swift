@@ -1,26 +1,74 @@
-import KilnCore
+// safetensors byte layout (https://github.com/huggingface/safetensors, "Format"):
+//
+//   1. 8 bytes    N: unsigned little-endian 64-bit length of the header
+//   2. N bytes    header: UTF-8 JSON object
+//                   { "__metadata__": { str: str, ... },            (optional)
+//                     "<tensor name>": { "dtype": "F32" | "BF16" | "F8_E4M3" | ...,
+//                                        "shape": [d0, d1, ...],
+//                                        "data_offsets": [begin, end] }, ... }
+//                 padded with spaces (0x20) to a multiple of 8 by the reference writer
+//   3. data       tensor bytes, row-major little-endian; offsets are relative to the
+//                 start of this section; together the tensors cover it exactly,
+//                 without overlaps or gaps.
+//
+// Shared by every plugin that reads or writes safetensors files (the safetensors format,
+// TensorRT-LLM rank files, unified HF checkpoints): formats must not import each other.
 
-/// One tensor entry of a validated safetensors header.
-struct HeaderEntry {
-    let name: String
-    let dtype: DType
-    let shape: Shape
-    /// Offsets relative to the data section.
-    let begin: Int
-    let end: Int
-}
+/// One safetensors file: its validated header, and its tensors as lazy mapped views.
+///
+/// ```swift
+/// let st = try SafetensorsFile(path: "rank0.safetensors")
+/// for t in st.tensors() { ... }              // mapped, nothing read yet
+/// try SafetensorsFile.write(tensors, metadata: [:], to: "out.safetensors")
+/// ```
+public struct SafetensorsFile: @unchecked Sendable {
+    /// One tensor entry of a validated header.
+    public struct Entry: Sendable {
+        public let name: String
+        public let dtype: DType
+        public let shape: Shape
+        /// Offsets relative to the data section.
+        public let begin: Int
+        public let end: Int
+    }
 
-/// A validated safetensors header.
-struct Header {
-    let entries: [HeaderEntry]
-    let metadata: [String: String]
+    /// Named bounds the reader enforces before it trusts a file.
+    public enum Limits {
+        /// Largest header accepted (the reference implementation's MAX_HEADER_SIZE).
+        public static let maxHeaderBytes = 100_000_000
+        /// Deepest JSON nesting accepted in a header (real headers use 3 levels).
+        public static let maxJSONDepth = 16
+        /// Largest rank accepted for a tensor.
+        public static let maxRank = 64
+    }
+
+    /// Constants of the byte layout (numbered in the comment at the top of this file).
+    public enum Layout {
+        public static let lengthBytes = 8
+        public static let metadataKey = "__metadata__"
+        public static let headerPadding: UInt8 = 0x20
+        public static let headerAlignment = 8
+    }
+
+    public let file: MappedFile
+    /// Entries in header order.
+    public let entries: [Entry]
+    public let metadata: [String: String]
     /// File offset where the data section starts (8 + header length).
-    let dataStart: Int
+    public let dataStart: Int
 
-    /// Parse and validate the header of `file` (DESIGN §6): sizes, JSON, dtypes, shapes,
+    /// Map `path` and validate its header.
+    /// - Throws: `KilnError(.io)` if the file cannot be mapped; `KilnError(.invalidInput)` naming the
+    ///   file, the offset when known, the tensor and field, for any header that does not validate.
+    public init(path: String) throws {
+        try self.init(file: MappedFile(path: path))
+    }
+
+    /// Validate the header of an already mapped file (DESIGN §6): sizes, JSON, dtypes, shapes,
     /// offsets that cover the data section exactly.
     /// - Throws: `KilnError(.invalidInput)` naming the file, the offset when known, the tensor and field.
-    static func read(_ file: MappedFile) throws -> Header {
+    /// - Complexity: O(header bytes + n log n) for n tensors.
+    public init(file: MappedFile) throws {
         let path = file.path
         guard file.count >= Layout.lengthBytes else {
             throw KilnError.mismatch(file: path, offset: 0, path: ["header length"],
@@ -56,19 +104,41 @@ struct Header {
         guard let object = json.objectValue else {
             throw KilnError.mismatch(file: path, offset: Layout.lengthBytes, path: ["header"], expected: "a JSON object", found: "another JSON value")
         }
-        var entries: [HeaderEntry] = []
+        var entries: [Entry] = []
         var metadata: [String: String] = [:]
         for (key, value) in object {
             if key == Layout.metadataKey {
-                metadata = try parseMetadata(value, file: path)
+                metadata = try SafetensorsFile.parseMetadata(value, file: path)
             } else {
-                entries.append(try parseEntry(name: key, value, file: path))
+                entries.append(try SafetensorsFile.parseEntry(name: key, value, file: path))
             }
         }
         let dataStart = Layout.lengthBytes + headerLength
-        try checkCoverage(entries, dataBytes: file.count - dataStart, file: path)
-        return Header(entries: entries, metadata: metadata, dataStart: dataStart)
+        try SafetensorsFile.checkCoverage(entries, dataBytes: file.count - dataStart, file: path)
+        self.file = file
+        self.entries = entries
+        self.metadata = metadata
+        self.dataStart = dataStart
     }
+
+    /// The entry called `name`, if any.
+    public func entry(_ name: String) -> Entry? { entries.first { $0.name == name } }
+
+    /// Lazy tensors backed by the mapped file, in data order (the order a writer wrote them).
+    /// - Parameter wanted: only these names (all when nil).
+    public func tensors(only wanted: Set<String>? = nil) -> [Tensor] {
+        entries.sorted { $0.begin < $1.begin }.compactMap { e in
+            if let wanted, !wanted.contains(e.name) { return nil }
+            return tensor(e)
+        }
+    }
+
+    /// The lazy tensor of one entry.
+    public func tensor(_ e: Entry) -> Tensor {
+        Tensor(name: e.name, dtype: e.dtype, shape: e.shape, storage: .mapped(file, offset: dataStart + e.begin))
+    }
+
+    // MARK: - Validation
 
     static func parseMetadata(_ value: JSONValue, file: String) throws -> [String: String] {
         let where_ = ["header", Layout.metadataKey]
@@ -85,7 +155,7 @@ struct Header {
         return result
     }
 
-    static func parseEntry(name: String, _ value: JSONValue, file: String) throws -> HeaderEntry {
+    static func parseEntry(name: String, _ value: JSONValue, file: String) throws -> Entry {
         let here = ["header", "tensor \"\(name)\""]
         guard value.objectValue != nil else {
             throw KilnError.mismatch(file: file, path: here, expected: "an object with dtype, shape, data_offsets", found: describe(value))
@@ -126,12 +196,12 @@ struct Header {
                                      expected: "\(size) bytes (\(count) × \(dtype.safetensorsName) of shape \(shape))",
                                      found: "\(e - b) bytes [\(b), \(e)]")
         }
-        return HeaderEntry(name: name, dtype: dtype, shape: shape, begin: Int(b), end: Int(e))
+        return Entry(name: name, dtype: dtype, shape: shape, begin: Int(b), end: Int(e))
     }
 
     /// Tensors must tile the data section: sorted by offset, first at 0, each starting where the
     /// previous ended, the last ending at the end of the file.
-    static func checkCoverage(_ entries: [HeaderEntry], dataBytes: Int, file: String) throws {
+    static func checkCoverage(_ entries: [Entry], dataBytes: Int, file: String) throws {
         var at = 0
         var previous: String?
         for e in entries.sorted(by: { ($0.begin, $0.end) < ($1.begin, $1.end) }) {
@@ -157,7 +227,8 @@ struct Header {
         }
     }
 
-    static func describe(_ v: JSONValue?) -> String {
+    /// A JSON value in a few words, for error messages.
+    public static func describe(_ v: JSONValue?) -> String {
         guard let v else { return "nothing" }
         switch v {
         case .null: return "null"
@@ -172,6 +243,6 @@ struct Header {
 }
 
 extension DType {
-    /// Safetensors name, or Kiln's name when the format has none.
-    var safetensorsName: String { traits.safetensors ?? name }
+    /// Safetensors name, or Kiln's name when the format has none (for messages).
+    public var safetensorsName: String { traits.safetensors ?? name }
 }
