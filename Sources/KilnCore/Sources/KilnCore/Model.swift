@@ -41,6 +41,16 @@ public final class Model: @unchecked Sendable {
     /// Side files that travel with the weights (`config.json`, `tokenizer.json`, ...): output
     /// file name → source path. Folder writers copy them unless they write their own version.
     public var attachments: [String: String] = [:]
+    /// Operator set versions the graph is written against: domain ("" = ONNX, "kiln", ...) → version.
+    /// Empty when unknown (a writer then picks its default).
+    public var opsetImports: [String: Int] = [:]
+    /// Model-local functions the graph's nodes may call.
+    public var functions: [GraphFunction] = []
+    /// Parts of the source file's description that Kiln does not model, by format name: for
+    /// `"onnx"`, an encoded `ModelProto` holding only those fields (IR version, producer, domain,
+    /// model version, doc string, training info). A writer of the same format restores them;
+    /// other writers ignore them.
+    public var formatExtras: [String: [UInt8]] = [:]
 
     public init(tensors: [Tensor] = [], graph: Graph? = nil, config: JSONValue? = nil, metadata: [String: String] = [:],
                 quantization: QuantizationRecord? = nil, provenance: [String] = [], sourcePath: String? = nil) throws {
