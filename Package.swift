@@ -18,6 +18,10 @@ let plugins = [
            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
     plugin("KilnFormatTensorRTLLM", path: "Formats/TensorRTLLM"),
     plugin("KilnFormatHFQuant", path: "Formats/HFQuant"),
+    plugin("KilnPassFP8", path: "Plugins/FP8"),
+    plugin("KilnPassSmoothQuant", path: "Plugins/SmoothQuant"),
+    plugin("KilnPassAWQ", path: "Plugins/AWQ"),
+    plugin("KilnPassSparsity", path: "Plugins/Sparsity"),
 ]
 
 let package = Package(
@@ -46,6 +50,7 @@ let package = Package(
         .testTarget(name: "FormatTests", dependencies: [core, "KilnHost", "KilnEngine", "KilnTestKit"], path: "Tests/FormatTests"),
         .testTarget(name: "EngineTests", dependencies: [core, "KilnEngine", "KilnTestKit"], path: "Tests/EngineTests"),
         .testTarget(name: "CLITests", dependencies: ["KilnTestKit"], path: "Tests/CLITests"),
+        .testTarget(name: "PluginTests", dependencies: [core, "KilnHost", "KilnEngine", "KilnTestKit"], path: "Tests/PluginTests"),
     ] + plugins.map(\.1),
     swiftLanguageModes: [.v5]
 )

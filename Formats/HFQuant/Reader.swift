@@ -19,6 +19,8 @@ final class HFQuantReader: FormatReader {
 
     func read(path: String, context: KilnContext) throws -> Model {
         let raw = try SafetensorsCheckpoint.readFolder(path)
+        // config.json travels into the output too: refuse links leading outside, as for side files.
+        _ = try FileSystem.sideFiles([Layout.configFile, Layout.quantConfigFile], in: path)
         let configPath = path + "/" + Layout.configFile
         var config: JSONValue?
         if FileSystem.exists(configPath) { config = try SafetensorsCheckpoint.readJSON(configPath) }
@@ -64,9 +66,7 @@ final class HFQuantReader: FormatReader {
         }
         let model = try Model(tensors: out, config: config, metadata: raw.metadata, quantization: record,
                               provenance: ["read unified HF checkpoint \(path)"], sourcePath: path)
-        for side in Layout.sideFiles where FileSystem.exists(path + "/" + side) {
-            model.attachments[side] = path + "/" + side
-        }
+        model.attachments = try FileSystem.sideFiles(Layout.sideFiles, in: path)
         return model
     }
 }
@@ -94,13 +94,16 @@ enum QuantLayout {
             }
             return (t, QuantSpec(format: .int8, granularity: .perChannel(axis: 0), scale: scaleF32))
         case .u8:
-            guard scale.shape.rank == 2, scale.shape[0] == 2 * rows, scale.shape[1] > 0, cols % scale.shape[1] == 0 else {
+            // A file controls `rows`: [2^62 + 1, 0] holds no bytes but doubles past Int.max.
+            let (unpackedRows, overflow) = rows.multipliedReportingOverflow(by: 2)
+            guard !overflow, scale.shape.rank == 2, scale.shape[0] == unpackedRows, scale.shape[1] > 0, cols % scale.shape[1] == 0 else {
+                let full = overflow ? "2 × \(rows)" : "\(unpackedRows)"
                 throw KilnError.mismatch(file: file, path: ["tensor \"\(scale.name)\"", "shape"],
-                                         expected: "[\(2 * rows), \(cols) / group] (INT4 group scales of a [\(2 * rows), \(cols)] weight packed as [\(rows), \(cols)])",
+                                         expected: "[\(full), \(cols) / group] (INT4 group scales of a [\(full), \(cols)] weight packed as [\(rows), \(cols)])",
                                          found: "\(scale.shape)")
             }
             let group = cols / scale.shape[1]
-            let unpacked = Tensor(name: t.name, dtype: .i4, shape: [2 * rows, cols], storage: .deferred {
+            let unpacked = Tensor(name: t.name, dtype: .i4, shape: [unpackedRows, cols], storage: .deferred {
                 let values = try t.withBytes { Int4Packing.unpackRowPairs($0, packedRows: rows, cols: cols) }
                 return TensorBuffer(values: Int4Packing.packIR(values))
             })

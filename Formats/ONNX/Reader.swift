@@ -63,9 +63,7 @@ final class ONNXReader: FormatReader {
         let importer = try Importer(path: path, decoder: TensorDecoder(file: file, external: ExternalDataReader(modelPath: path)))
         let model = try importer.importModel(proto)
         let folder = AtomicOutput.parent(of: path)
-        for side in ONNXReader.sideFiles where FileSystem.exists(folder + "/" + side) {
-            model.attachments[side] = folder + "/" + side
-        }
+        model.attachments = try FileSystem.sideFiles(ONNXReader.sideFiles, in: folder)
         return model
     }
 }

@@ -33,9 +33,7 @@ final class SafetensorsReader: FormatReader {
 
     func readFolder(_ folder: String) throws -> Model {
         let model = try SafetensorsCheckpoint.readFolder(folder)
-        for side in SafetensorsReader.sideFiles where FileSystem.exists(folder + "/" + side) {
-            model.attachments[side] = folder + "/" + side
-        }
+        model.attachments = try FileSystem.sideFiles(SafetensorsReader.sideFiles, in: folder)
         if FileSystem.exists(folder + "/config.json") {
             model.config = try SafetensorsCheckpoint.readJSON(folder + "/config.json")
         }

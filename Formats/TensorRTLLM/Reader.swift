@@ -120,10 +120,9 @@ struct ReadJob {
         model.metadata["trtllm.tp_size"] = String(config.tp)
         model.metadata["trtllm.dtype"] = config.dtype.traits.trtllm ?? config.dtype.name
         model.metadata["trtllm.rank_bytes"] = ranks.files.map { String($0.file.count) }.joined(separator: ",")
-        for side in ["tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
-                     "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja"] where FileSystem.exists(folder + "/" + side) {
-            model.attachments[side] = folder + "/" + side
-        }
+        model.attachments = try FileSystem.sideFiles(
+            ["tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
+             "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja"], in: folder)
         return model
     }
 }

@@ -12,7 +12,10 @@ struct Kiln: ParsableCommand {
         abstract: "Turn trained models into engine-ready, optimized checkpoints.",
         discussion: "Formats and optimizations are plugins loaded at run time; see `kiln plugins`.",
         version: "kiln 0.1.0 (plugin ABI \(kiln_abi_version()), SDK \(String(cString: kiln_sdk_version())))",
-        subcommands: [InspectCommand.self, ConvertCommand.self, PluginsCommand.self, DemoCommand.self]
+        subcommands: [
+            InspectCommand.self, ConvertCommand.self, QuantizeCommand.self, SparsifyCommand.self, EvalCommand.self,
+            CompareCommand.self, GenerateCommand.self, PluginsCommand.self, DemoCommand.self,
+        ]
     )
 
     /// Exit codes: 0 ok, 1 bad input or usage, 2 internal error.

@@ -43,6 +43,28 @@ public enum FileSystem {
         return p.hasPrefix(f == "/" ? "/" : f + "/")
     }
 
+    /// The side files of a model folder (`config.json`, `tokenizer.json`, ...) that exist, by name,
+    /// for a reader to attach: writers copy them into their output, so a checkpoint must not be able
+    /// to make kiln copy a file from elsewhere.
+    /// - Throws: `KilnError(.invalidInput)` naming the file when one is a link leading outside
+    ///   `folder` or not a regular file.
+    public static func sideFiles(_ names: [String], in folder: String) throws -> [String: String] {
+        var found: [String: String] = [:]
+        for name in names {
+            let path = folder + "/" + name
+            guard exists(path) else { continue }
+            guard isInside(path, folder: folder) else {
+                throw KilnError(.invalidInput, file: path, "side file leads outside the model folder (link) and is refused")
+            }
+            var st = stat()
+            guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
+                throw KilnError(.invalidInput, file: path, "side file is not a regular file")
+            }
+            found[name] = path
+        }
+        return found
+    }
+
     /// Copy a file's bytes to `destination` (created or truncated).
     /// - Throws: `KilnError(.io)` naming the file that failed.
     public static func copyFile(_ source: String, to destination: String) throws {
