@@ -20,7 +20,7 @@ let plugins = [
     plugin("KilnFormatHFQuant", path: "Formats/HFQuant"),
     plugin("KilnPassFP8", path: "Plugins/FP8"),
     plugin("KilnPassSmoothQuant", path: "Plugins/SmoothQuant"),
-    plugin("KilnPassAWQ", path: "Plugins/AWQ"),
+    plugin("KilnPassAWQ", path: "Plugins/AWQ", dependencies: ["CKilnAWQKernels"]),
     plugin("KilnPassSparsity", path: "Plugins/Sparsity"),
 ]
 
@@ -39,6 +39,8 @@ let package = Package(
         .target(name: "KilnHost", dependencies: [core], path: "Sources/KilnHost"),
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .target(name: "KilnEngine", dependencies: [core, "CZstd", "COpenBLAS"], path: "Sources/KilnEngine"),
+        // AVX2 + FMA kernels of the AWQ pass, linked statically into libKilnPassAWQ.so (runtime CPU check).
+        .target(name: "CKilnAWQKernels", path: "Plugins/AWQKernels"),
         .executableTarget(
             name: "kiln",
             dependencies: ["KilnHost", "KilnEngine", .product(name: "ArgumentParser", package: "swift-argument-parser")],

@@ -92,7 +92,7 @@ enum AWQSearch {
         return s
     }
 
-    /// Δ = dequant(Q(W·s, clip))·p − W of one member, packed in panels of 8 rows into `panels`.
+    /// Δ = dequant(Q(W·s, clip))·p − W of one member, packed in panels of 16 rows into `panels`.
     static func packDelta(_ w: [Float], rows: Int, cols: Int, group: Int, scheme: Int4Scheme, s: [Float], p: [Float],
                           clip: [Float]?, into panels: UnsafeMutablePointer<Float>) {
         let blocks = (cols + group - 1) / group

@@ -50,16 +50,13 @@ enum Int4Quantizer {
         case .symmetric:
             var m = clip ?? 0
             if clip == nil {
-                for j in 0..<count { m = max(m, abs(w[j])) }
+                let (lo, hi) = range(w, count: count)
+                m = max(-lo, hi)
             }
             let s = m / 7
             return (s > 0 ? s : 1, 0)
         case .asymmetric:
-            var lo: Float = 0, hi: Float = 0
-            for j in 0..<count {
-                lo = min(lo, w[j])
-                hi = max(hi, w[j])
-            }
+            var (lo, hi) = range(w, count: count)
             if let c = clip {
                 lo = max(lo, -c)
                 hi = min(hi, c)
@@ -69,6 +66,30 @@ enum Int4Quantizer {
             let z = round(-lo / s)
             return (s, min(max(z, 0), 15))
         }
+    }
+
+    /// (min(0, min w), max(0, max w)) of `count` values, eight at a time.
+    @inline(__always)
+    static func range(_ w: UnsafePointer<Float>, count: Int) -> (lo: Float, hi: Float) {
+        var lo: Float = 0, hi: Float = 0, j = 0
+        if count >= 8 {
+            let raw = UnsafeRawPointer(w)
+            var vlo = SIMD8<Float>(), vhi = SIMD8<Float>()
+            while j + 8 <= count {
+                let v = raw.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self)
+                vlo = pointwiseMin(vlo, v)
+                vhi = pointwiseMax(vhi, v)
+                j += 8
+            }
+            lo = vlo.min()
+            hi = vhi.max()
+        }
+        while j < count {
+            lo = min(lo, w[j])
+            hi = max(hi, w[j])
+            j += 1
+        }
+        return (lo, hi)
     }
 
     /// `round_half_even(v)` for |v| < 2²².
@@ -95,8 +116,20 @@ enum Int4Quantizer {
         while start < cols {
             let n = min(group, cols - start)
             let (s, z) = parameters(src + start, count: n, scheme: scheme, clip: clip.map { $0[b] })
-            for j in start..<(start + n) {
-                dst[j] = (code(src[j], scale: s, zero: z, scheme: scheme) - z) * s
+            // (q − z)·s = round(clamp(w/s, lower − z, upper − z))·s, eight at a time.
+            let lower = (scheme == .symmetric ? -8 : 0) - z, upper = (scheme == .symmetric ? 7 : 15) - z
+            var j = start
+            let vs = SIMD8<Float>(repeating: s), magic = SIMD8<Float>(repeating: roundingMagic)
+            let vlo = SIMD8<Float>(repeating: lower), vhi = SIMD8<Float>(repeating: upper)
+            let from = UnsafeRawPointer(src), to = UnsafeMutableRawPointer(dst)
+            while j + 8 <= start + n {
+                let v = pointwiseMin(pointwiseMax(from.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self) / vs, vlo), vhi)
+                to.storeBytes(of: ((v + magic) - magic) * vs, toByteOffset: j * 4, as: SIMD8<Float>.self)
+                j += 8
+            }
+            while j < start + n {
+                dst[j] = round(min(max(src[j] / s, lower), upper)) * s
+                j += 1
             }
             start += n
             b += 1

@@ -1,21 +1,29 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CKilnAWQKernels
 import Dispatch
 import KilnCore
 
 /// Dense f32 kernels for the AWQ search. Plugins link only KilnCore (no BLAS), so this is a small
-/// register-blocked "A·Bᵀ" kernel: B is packed in panels of 8 rows, element (o, k) of panel p at
-/// `p·8·K + k·8 + (o − 8p)`, and a 6×8 tile of the product is kept in registers (12 of the 16
-/// SSE registers of baseline x86-64) while k runs over the whole inner dimension.
+/// register-blocked "A·Bᵀ" kernel: B is packed in panels of 16 rows, element (o, k) of panel p at
+/// `p·16·K + k·16 + (o − 16p)`, and a tile of the product stays in registers while k runs over
+/// the whole inner dimension: 6×8 per half panel here (12 of the 16 SSE registers of baseline
+/// x86-64), 6×16 with AVX2 + FMA in CKilnAWQKernels when the CPU has them (``fma``).
 enum Kernels {
     /// Rows of A per register tile.
     static let tileRows = 6
-    /// Rows of B per panel (one SIMD8 per k).
-    static let panelWidth = 8
+    /// Rows of B per panel.
+    static let panelWidth = 16
+    /// Whether the AVX2 + FMA kernels run on this CPU (`KILN_AWQ_NO_FMA=1` turns them off).
+    static let fma: Bool = kiln_awq_has_fma() != 0 && getenv("KILN_AWQ_NO_FMA") == nil
 
     /// `n` rounded up to a multiple of `m`.
     @inline(__always)
     static func roundUp(_ n: Int, _ m: Int) -> Int { (n + m - 1) / m * m }
 
-    /// The 6×8 tile `C[i, o] = Σ_{k0 ≤ k < k1} A[i, k]·B[o, k]` for 6 rows of A starting at `a`.
+    /// The 6×8 tile `C[i, o] = Σ_{k0 ≤ k < k1} A[i, k]·B[o, k]` for 6 rows of A starting at `a` and the
+    /// 8 rows of B starting at `panel` (a half panel: consecutive k are `panelWidth` floats apart).
     @inline(__always)
     static func tile(_ a: UnsafePointer<Float>, lda: Int, _ panel: UnsafePointer<Float>, _ k0: Int, _ k1: Int)
         -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
@@ -25,7 +33,7 @@ enum Kernels {
         let raw = UnsafeRawPointer(panel)
         var k = k0
         while k < k1 {
-            let b = raw.loadUnaligned(fromByteOffset: k * 32, as: SIMD8<Float>.self)
+            let b = raw.loadUnaligned(fromByteOffset: k * 64, as: SIMD8<Float>.self)
             c0 += SIMD8(repeating: a0[k]) * b
             c1 += SIMD8(repeating: a1[k]) * b
             c2 += SIMD8(repeating: a2[k]) * b
@@ -37,7 +45,7 @@ enum Kernels {
         return (c0, c1, c2, c3, c4, c5)
     }
 
-    /// Pack rows `0 ..< rows` of a row-major `[rows, k]` matrix into panels of 8 (the last one zero-padded).
+    /// Pack rows `0 ..< rows` of a row-major `[rows, k]` matrix into panels of 16 (the last one zero-padded).
     /// - Complexity: O(rows × k).
     static func packPanels(_ b: UnsafePointer<Float>, rows: Int, k: Int, into out: UnsafeMutablePointer<Float>) {
         let panels = (rows + panelWidth - 1) / panelWidth
@@ -50,11 +58,14 @@ enum Kernels {
     }
 
     /// `Σ_{i, o} (A·Bᵀ)[i, o]²` for A `[aRows, k]` (aRows a multiple of 6, zero rows allowed) and B in
-    /// `panelCount` panels. With `upperTriangular`, row i of A is zero before column i (a Cholesky
-    /// factor), so each tile starts at its first row's diagonal: half the work.
-    /// - Complexity: O(aRows × panelCount × 8 × k), halved when triangular.
+    /// panels. With `upperTriangular`, row i of A is zero before column i (a Cholesky factor), so each
+    /// tile starts at its first row's diagonal: half the work.
+    /// - Complexity: O(aRows × panels × 16 × k), halved when triangular.
     static func sumOfSquares(_ a: UnsafePointer<Float>, aRows: Int, k: Int, upperTriangular: Bool,
                              panels: UnsafePointer<Float>, panelRange: Range<Int>) -> Double {
+        if fma {
+            return kiln_awq_sum_of_squares_fma(a, aRows, k, upperTriangular ? 1 : 0, panels, panelRange.lowerBound, panelRange.upperBound)
+        }
         // Keep a block of A rows (≈ 192 KB) hot in L2 while the panels stream through L1.
         let blockRows = max(tileRows, min(aRows, (192 << 10) / max(k * 4, 1) / tileRows * tileRows))
         var total = 0.0
@@ -62,16 +73,18 @@ enum Kernels {
         while r0 < aRows {
             let r1 = min(aRows, r0 + blockRows)
             for p in panelRange {
-                let panel = panels + p * panelWidth * k
-                var acc = SIMD8<Float>()
-                var i = r0
-                while i < r1 {
-                    let (c0, c1, c2, c3, c4, c5) = tile(a + i * k, lda: k, panel, upperTriangular ? min(i, k) : 0, k)
-                    acc += c0 * c0 + c1 * c1 + c2 * c2
-                    acc += c3 * c3 + c4 * c4 + c5 * c5
-                    i += tileRows
+                for half in 0..<2 {
+                    let panel = panels + p * panelWidth * k + half * 8
+                    var acc = SIMD8<Float>()
+                    var i = r0
+                    while i < r1 {
+                        let (c0, c1, c2, c3, c4, c5) = tile(a + i * k, lda: k, panel, upperTriangular ? min(i, k) : 0, k)
+                        acc += c0 * c0 + c1 * c1 + c2 * c2
+                        acc += c3 * c3 + c4 * c4 + c5 * c5
+                        i += tileRows
+                    }
+                    total += Double(acc.sum())
                 }
-                total += Double(acc.sum())
             }
             r0 = r1
         }
@@ -117,19 +130,22 @@ enum Kernels {
             panels.withUnsafeBufferPointer { b in
                 for i in stride(from: 0, to: aRows, by: tileRows) {
                     for p in 0..<panelCount {
-                        var k0 = 0
-                        while k0 < n {
-                            let k1 = min(n, k0 + chunk)
-                            let c = tile(a.baseAddress! + i * n, lda: n, b.baseAddress! + p * panelWidth * n, k0, k1)
-                            withUnsafeBytes(of: c) { raw in
-                                let v = raw.bindMemory(to: Float.self)
-                                for r in 0..<tileRows where i + r < count {
-                                    for o in 0..<panelWidth where p * panelWidth + o < count {
-                                        g[(i + r) * count + p * panelWidth + o] += Double(v[r * panelWidth + o])
+                        for half in 0..<2 where p * panelWidth + half * 8 < count {
+                            let first = p * panelWidth + half * 8
+                            var k0 = 0
+                            while k0 < n {
+                                let k1 = min(n, k0 + chunk)
+                                let c = tile(a.baseAddress! + i * n, lda: n, b.baseAddress! + p * panelWidth * n + half * 8, k0, k1)
+                                withUnsafeBytes(of: c) { raw in
+                                    let v = raw.bindMemory(to: Float.self)
+                                    for r in 0..<tileRows where i + r < count {
+                                        for o in 0..<8 where first + o < count {
+                                            g[(i + r) * count + first + o] += Double(v[r * 8 + o])
+                                        }
                                     }
                                 }
+                                k0 = k1
                             }
-                            k0 = k1
                         }
                     }
                 }
@@ -148,7 +164,9 @@ enum Kernels {
             var r = g
             let lambda = jitter * meanDiag
             var ok = true
-            r.withUnsafeMutableBufferPointer { a in
+            if fma {
+                ok = r.withUnsafeMutableBufferPointer { kiln_awq_cholesky_fma($0.baseAddress!, n, lambda) != 0 }
+            } else { r.withUnsafeMutableBufferPointer { a in
                 for k in 0..<n {
                     let d = a[k * n + k] + lambda
                     guard d > 0, d.isFinite else { ok = false; return }
@@ -164,7 +182,7 @@ enum Kernels {
                         for j in i..<n { dst[j] -= f * src[j] }
                     }
                 }
-            }
+            } }
             if ok {
                 for i in 0..<n { for j in 0..<i { r[i * n + j] = 0 } }
                 return r

@@ -55,7 +55,7 @@ final class GroupObjective: @unchecked Sendable {
         fullGram = nil
     }
 
-    /// E(Δ) for Δ packed in `panelCount` panels of 8 rows (``Kernels/packPanels(_:rows:k:into:)``).
+    /// E(Δ) for Δ packed in `panelCount` panels of 16 rows (``Kernels/packPanels(_:rows:k:into:)``).
     /// - Parameter parallel: split over both cores (use when the caller is not already parallel).
     func error(panels: UnsafePointer<Float>, panelCount: Int, parallel: Bool) -> Double {
         factor.withUnsafeBufferPointer { f in

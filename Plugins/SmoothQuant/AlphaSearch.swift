@@ -1,4 +1,5 @@
 import Dispatch
+import KilnCore
 
 /// `--alpha auto`: per group of linears sharing an input, the migration strength α on a fixed grid that
 /// minimizes the output error of the fake-quantized group on captured calibration rows.
@@ -89,12 +90,24 @@ struct AlphaSearch {
 enum MatMul {
     /// Threads used for large products.
     static let threads = 2
+    /// The host's matrix service (OpenBLAS) when the pass runs under one; nil = the SIMD loop below.
+    nonisolated(unsafe) static var service: (any MatrixService)?
 
     /// - Complexity: O(rows · outs · inner).
     static func product(_ a: [Float], rows: Int, _ b: [Float], outs: Int, inner: Int) -> [Float] {
         precondition(a.count == rows * inner && b.count == outs * inner, "MatMul.product: shapes do not match")
         var c = [Float](repeating: 0, count: rows * outs)
         guard rows > 0, outs > 0 else { return c }
+        if let service {
+            a.withUnsafeBufferPointer { pa in
+                b.withUnsafeBufferPointer { pb in
+                    c.withUnsafeMutableBufferPointer { pc in
+                        service.multiplyTransposed(pa.baseAddress!, pb.baseAddress!, into: pc.baseAddress!, m: rows, n: outs, k: inner)
+                    }
+                }
+            }
+            return c
+        }
         a.withUnsafeBufferPointer { pa in
             b.withUnsafeBufferPointer { pb in
                 c.withUnsafeMutableBufferPointer { pc in

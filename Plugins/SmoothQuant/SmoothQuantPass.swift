@@ -79,6 +79,8 @@ final class SmoothQuantPass: ModelPass {
     }
 
     func run(_ input: Model, context: KilnContext) throws -> Model {
+        MatMul.service = context.matrix
+        defer { MatMul.service = nil }
         let options = PassOptions(pass: name, context.options)
         let config = try Config(options)
         let model = try PassSupport.floatModel(input, pass: name, force: config.force)

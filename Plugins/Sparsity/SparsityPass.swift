@@ -17,9 +17,10 @@ import KilnCore
 /// - `damp` d: relative Hessian damping, default 0.01 (the SparseGPT paper; ModelOpt uses 0.1), in 0...10.
 ///   When H + λI is not positive definite the pass retries with 10·d (up to 6 times) and warns.
 /// - `block-size` B: columns per lazy-update block, default 128, a multiple of 4.
-/// - `sequential`: `true` (default) calibrates layer by layer, each on the model with the earlier layers
-///   already pruned (one calibration run per decoder layer; Hessians of one layer in memory);
-///   `false` runs calibration once on the dense model (all Hessians in memory at once).
+/// - `sequential`: `true` (default) calibrates layer by layer, each layer on the model with the earlier
+///   layers already pruned, with the Hessians of one layer in memory: one calibration run when the host's
+///   service is a ``LayerwiseCalibrationService``, else one run per decoder layer. `false` runs
+///   calibration once on the dense model (all Hessians in memory at once).
 /// - `exclude`: comma-separated globs of modules left dense (lm_head and the embeddings always are).
 /// - `force`: sparsify an already quantized model (dequantized to f32 first).
 ///

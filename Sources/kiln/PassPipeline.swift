@@ -35,11 +35,12 @@ struct PassPipeline {
             lap("eval before")
         }
         let calibration = EngineCalibration(tokenizerPath: tokenizer)
+        let matrix = BLASMatrixService()
         for (name, options) in passes {
             guard let pass = registry.passes.first(where: { $0.name == name }) else {
                 throw KilnError(.unsupported, "no pass plugin called \"\(name)\"; loaded: \(registry.passes.map(\.name).joined(separator: ", "))")
             }
-            let passContext = KilnContext(options: options, progress: context.progress, calibration: calibration)
+            let passContext = KilnContext(options: options, progress: context.progress, calibration: calibration, matrix: matrix)
             m = try pass.run(m, context: passContext)
             lap(name)
             if let report = calibration.lastReport, report.fromCache {

@@ -226,6 +226,23 @@ import Testing
         }
     }
 
+    @Test func resultsDoNotDependOnTheThreadCount() throws {
+        var shape = SyntheticModel.LlamaShape()
+        shape.hidden = 128
+        shape.intermediate = 320
+        let exec = try Executor(model: try SyntheticModel.llama(shape))
+        var rng = SplitMix64(seed: 21)
+        let batch = (0..<3).map { _ in (0..<40).map { _ in Int(rng.next() % 512) } }
+        let saved = Executor.threads
+        defer { Executor.threads = saved }
+        Executor.threads = 1
+        let one = try exec.logits(batch).values
+        let pplOne = try Perplexity.evaluate(exec, ids: batch.flatMap { $0 }, seqLen: 32, bosId: 1)
+        Executor.threads = 3
+        #expect(try exec.logits(batch).values == one)
+        #expect(try Perplexity.evaluate(exec, ids: batch.flatMap { $0 }, seqLen: 32, bosId: 1).nll == pplOne.nll)
+    }
+
     @Test func errorsSayWhatAndWhere() throws {
         let exec = try Executor(model: try SyntheticModel.llama())
         #expect(EngineFixtures.errorText { try exec.step(3) } == "generation: step before prefill: start a session with prefill(_:)")

@@ -152,28 +152,31 @@ public enum Perplexity {
         return PerplexityResult(tokensScored: scored, nll: mean, ppl: Foundation.exp(mean), seconds: seconds, windows: plan.count)
     }
 
-    /// Σ −log softmax(row)[id] over `targets`, in f64; parallel over rows, summed in a fixed order.
+    /// Σ −log softmax(row)[id] over `targets`, in f64; parallel over chunks of rows, summed in a fixed order.
     static func negativeLogLikelihood(_ logits: Logits, _ targets: [(row: Int, id: Int)]) throws -> Double {
         let vocab = logits.vocab
         if let bad = targets.first(where: { $0.id < 0 || $0.id >= vocab }) {
             throw KilnError.mismatch(file: nil, path: ["ids"], expected: "ids in 0..<\(vocab)", found: "\(bad.id)")
         }
-        let parts = max(1, min(Executor.threads, targets.count / 64))
+        // Fixed chunks (not one per thread), summed in order: the same bits for any thread count.
+        let chunk = 64
+        let parts = (targets.count + chunk - 1) / chunk
         var partial = [Double](repeating: 0, count: parts)
+        let workers = max(1, min(Executor.threads, parts))
         logits.withUnsafeBufferPointer { all in
             partial.withUnsafeMutableBufferPointer { sums in
                 let base = all.baseAddress!, out = sums.baseAddress!
-                let step = (targets.count + parts - 1) / parts
-                DispatchQueue.concurrentPerform(iterations: parts) { p in
-                    var total = 0.0
-                    var k = p * step
-                    let end = min(targets.count, k + step)
-                    while k < end {
-                        let row = base + targets[k].row * vocab
-                        total += logSumExp(row, vocab) - Double(row[targets[k].id])
-                        k += 1
+                DispatchQueue.concurrentPerform(iterations: workers) { w in
+                    var p = w
+                    while p < parts {
+                        var total = 0.0
+                        for k in (p * chunk)..<min(targets.count, (p + 1) * chunk) {
+                            let row = base + targets[k].row * vocab
+                            total += logSumExp(row, vocab) - Double(row[targets[k].id])
+                        }
+                        out[p] = total
+                        p += workers
                     }
-                    out[p] = total
                 }
             }
         }

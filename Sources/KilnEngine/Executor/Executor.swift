@@ -2,8 +2,9 @@ import COpenBLAS
 import Foundation
 import KilnCore
 
-/// Runs a model's graph on the CPU in f32: OpenBLAS sgemm for linears and attention, both
-/// cores for attention and large element-wise work.
+/// Runs a model's graph on the CPU in f32: OpenBLAS sgemm for linears and attention, the work
+/// split over ``threads`` (linear tiles, attention heads, large element-wise ops). Results are
+/// deterministic and do not depend on the thread count.
 ///
 /// Weights are taken from the ``Model`` by name and upcast to f32 on first use (a quantized
 /// weight is dequantized by its ``QuantSpec``, so the executor computes what the quantized model
@@ -11,7 +12,9 @@ import KilnCore
 ///
 /// Supported ops: `Gather`, `Add`, `Mul`, `Sigmoid`, `Softmax` (last axis), `MatMul`
 /// (activation × 2-D weight) and the Kiln ops of ``KilnOp``. Graph inputs `input_ids` and
-/// `position_ids` are supplied by the executor. Not thread-safe: one forward at a time per executor.
+/// `position_ids` are supplied by the executor. Activation buffers are recycled within and
+/// between forwards (``releaseScratchMemory()`` frees them). Not thread-safe: one forward at a
+/// time per executor.
 ///
 /// ```swift
 /// let exec = try Executor(model: model)                    // graph from config.json's template

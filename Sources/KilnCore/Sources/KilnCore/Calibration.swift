@@ -89,3 +89,12 @@ public protocol CalibrationService: AnyObject {
     /// - Throws: `KilnError` for unreadable text, an unsupported architecture, ...
     func calibrate(_ model: Model, request: CalibrationRequest, progress: ProgressSink?) throws -> CalibrationStatistics
 }
+
+/// Dense f32 matrix products offered to passes by the host (OpenBLAS in the engine), so plugins
+/// need not carry their own GEMM. Results are deterministic for a given machine and thread count.
+public protocol MatrixService: AnyObject {
+    /// `C = A · Bᵀ`, all row-major: A `[m, k]`, B `[n, k]`, C `[m, n]` (overwritten).
+    /// - Complexity: O(m · n · k).
+    func multiplyTransposed(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, into c: UnsafeMutablePointer<Float>,
+                            m: Int, n: Int, k: Int)
+}

@@ -25,11 +25,15 @@ public final class KilnContext: @unchecked Sendable {
     public var progress: ProgressSink?
     /// Runs the model on calibration data (set by the host for passes that need it).
     public var calibration: (any CalibrationService)?
+    /// Fast matrix products (set by the host; passes fall back to their own loops without it).
+    public var matrix: (any MatrixService)?
 
-    public init(options: [String: String] = [:], progress: ProgressSink? = nil, calibration: (any CalibrationService)? = nil) {
+    public init(options: [String: String] = [:], progress: ProgressSink? = nil, calibration: (any CalibrationService)? = nil,
+                matrix: (any MatrixService)? = nil) {
         self.options = options
         self.progress = progress
         self.calibration = calibration
+        self.matrix = matrix
     }
 }
 
