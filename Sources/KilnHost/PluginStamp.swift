@@ -14,7 +14,7 @@ public struct PluginStamp: Equatable, Sendable, CustomStringConvertible {
     /// Parse the text between the braces of a stamp (or the whole stamp).
     public init?(parsing text: String) {
         var body = Substring(text)
-        if let open = body.firstIndex(of: "{"), let close = body.lastIndex(of: "}") {
+        if let open = body.firstIndex(of: "{"), let close = body.lastIndex(of: "}"), open < close {
             body = body[body.index(after: open)..<close]
         }
         var fields: [String: String] = [:]

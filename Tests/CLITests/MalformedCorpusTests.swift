@@ -4,7 +4,7 @@ import KilnTestKit
 import Testing
 
 /// The malformed-input corpus (Tools/corpus/make_corpus.py, issue 10): every bad file is refused
-/// by `kiln inspect` / `kiln convert` with exit code 1 (not 2, not a signal), one `error: ` line
+/// by `kiln inspect` / `kiln convert` (`kiln eval` for tokenizers) with exit code 1 (not 2, not a signal), one `error: ` line
 /// naming the file and the problem, and nothing left in the output folder.
 @Suite struct MalformedCorpusTests {
     /// One manifest entry.
@@ -53,6 +53,9 @@ import Testing
         case "convert":
             let target = FileSystem.isDirectory(input) ? output.file("converted") : output.file("converted.safetensors")
             arguments = ["convert", input, target, "--dtype", "bf16"]
+        case "eval":
+            // Tokenizer cases: a valid tiny model folder with a bad tokenizer file beside it.
+            arguments = ["eval", input, "--text", input + "/text.txt", "--seq-len", "16"]
         default:
             return ["unknown command \"\(c.command)\" in the manifest"]
         }
@@ -80,7 +83,7 @@ import Testing
         let cases = try Self.generate(python, into: corpus)
         #expect(cases.count >= 40, "the corpus should hold at least 40 cases, found \(cases.count)")
         let categories = Set(cases.map { $0.path.split(separator: "/").first.map(String.init) ?? "" })
-        #expect(categories.isSuperset(of: ["st", "index", "hf", "onnx", "trtllm", "hfquant", "plugin"]), "\(categories.sorted())")
+        #expect(categories.isSuperset(of: ["st", "index", "hf", "onnx", "trtllm", "hfquant", "tokenizer", "plugin"]), "\(categories.sorted())")
         for c in cases {
             let output = TemporaryDirectory("kiln-corpus-out")
             let found = try Self.problems(c, corpus: corpus, output: output)

@@ -7,13 +7,13 @@ Writes one bad input per case into OUT_DIR (a file or a folder), plus
 OUT_DIR/manifest.json:
 
   {"cases": [{"name": ..., "category": ..., "path": "st/truncated-header/model.safetensors",
-              "command": "inspect" | "convert", "file": "<the file the error must name>",
+              "command": "inspect" | "convert" | "eval", "file": "<the file the error must name>",
               "expect": "<substring of the error message naming the problem>",
               "plugin": "<optional: a file passed as --plugin>",
               "args": [<optional: more kiln arguments, e.g. "--from", "trtllm">]}, ...]}
 
-Paths are relative to OUT_DIR. `kiln inspect PATH` / `kiln convert PATH OUT` must fail on
-each case with exit code 1, one line `error: ...` on stderr naming OUT_DIR/file and
+Paths are relative to OUT_DIR. `kiln inspect PATH` / `kiln convert PATH OUT` (or, for a
+tokenizer case, `kiln eval PATH --text PATH/text.txt`) must fail on each case with exit code 1, one line `error: ...` on stderr naming OUT_DIR/file and
 containing `expect`, and leave nothing in OUT's folder (Tests/CLITests/MalformedCorpusTests.swift).
 
 Categories: safetensors files (truncations, bit flips in the header length and JSON,
@@ -22,9 +22,10 @@ sharded checkpoints (index.json path tricks, missing shards, wrong types), HF fo
 (config.json nonsense), ONNX (truncated protobuf, bit flips, lying dims, external data
 path tricks and ranges, unknown data types, huge dims, deep subgraphs), TensorRT-LLM
 checkpoints (missing/extra rank files, config lying about tp and sizes, wrong types),
-unified HF quantized checkpoints (hf_quant_config nonsense, scale shape lies), and
-plugin libraries given with --plugin (not ELF, no stamp, bad stamp). Tokenizer files are
-not covered: no kiln command loads a tokenizer yet.
+unified HF quantized checkpoints (hf_quant_config nonsense, scale shape lies), side files
+linked out of the model folder (writers would copy them), tokenizer.json / tokenizer.model
+(unknown types, invalid merges, bad ids, deep nesting), and plugin libraries given with
+--plugin (not ELF, no stamp, bad stamp).
 
 Deterministic: fixed seeds, no timestamps. Needs numpy and onnx.
 """
@@ -769,6 +770,85 @@ def hf_quant_cases():
         file="config.json")
 
 
+# ---------------------------------------------------------------- tokenizers (kiln eval loads them)
+
+
+HF_LLAMA_CONFIG = {
+    "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 8, "intermediate_size": 16,
+    "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1, "vocab_size": 16,
+    "max_position_embeddings": 64, "rms_norm_eps": 1e-5, "tie_word_embeddings": False,
+}
+
+
+def hf_llama_tensors():
+    """A tiny valid Llama checkpoint matching HF_LLAMA_CONFIG."""
+    H, I, V, hd = 8, 16, 16, 4
+    r = rng()
+    f = lambda *s: (r.standard_normal(s) * 0.1).astype(np.float32)  # noqa: E731
+    p = "model.layers.0."
+    return [("model.embed_tokens.weight", f(V, H)), (p + "input_layernorm.weight", np.ones(H, np.float32)),
+            (p + "self_attn.q_proj.weight", f(2 * hd, H)), (p + "self_attn.k_proj.weight", f(hd, H)),
+            (p + "self_attn.v_proj.weight", f(hd, H)), (p + "self_attn.o_proj.weight", f(H, 2 * hd)),
+            (p + "post_attention_layernorm.weight", np.ones(H, np.float32)), (p + "mlp.gate_proj.weight", f(I, H)),
+            (p + "mlp.up_proj.weight", f(I, H)), (p + "mlp.down_proj.weight", f(H, I)),
+            ("model.norm.weight", np.ones(H, np.float32)), ("lm_head.weight", f(V, H))]
+
+
+def bpe_tokenizer(**model_changes):
+    vocab = {c: i for i, c in enumerate("abcdefghijklmno")}
+    vocab["ab"] = 15
+    model = {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+             "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "vocab": vocab, "merges": ["a b"]}
+    model.update(model_changes)
+    return {"version": "1.0", "added_tokens": [], "normalizer": None, "pre_tokenizer": {"type": "Whitespace"},
+            "post_processor": None, "decoder": None, "model": model}
+
+
+def tokenizer_cases():
+    cat = "tokenizer"
+    weights = st_file(hf_llama_tensors())
+
+    def tok(name, content, expect, file="tokenizer.json", extra=None):
+        rel = f"tokenizer/{name}"
+        write(f"{rel}/model.safetensors", weights)
+        write_json(f"{rel}/config.json", HF_LLAMA_CONFIG)
+        write(f"{rel}/text.txt", "abc def ghi jkl mno " * 8)
+        if content is not None:
+            write(f"{rel}/{file}", content if isinstance(content, (str, bytes)) else json.dumps(content))
+        for k, v in (extra or {}).items():
+            write(f"{rel}/{k}", v)
+        case(f"tokenizer-{name}", cat, rel, expect, "eval", file=f"{rel}/{file}")
+
+    good = bpe_tokenizer()
+    tok("unknown-model-type", bpe_tokenizer(type="BPE2"), "BPE2")
+    tok("model-missing", dict(good, model=None), "model")
+    tok("merge-unknown-token", bpe_tokenizer(merges=["a zz"]), "merges")
+    tok("merge-no-space", bpe_tokenizer(merges=["abc"]), "merges")
+    tok("merge-wrong-type", bpe_tokenizer(merges=[5]), "merges")
+    tok("merge-pair-of-three", bpe_tokenizer(merges=[["a", "b", "c"]]), "merges")
+    tok("vocab-not-object", bpe_tokenizer(vocab=["a", "b"]), "vocab")
+    tok("vocab-id-huge", bpe_tokenizer(vocab={"a": 2**40, "b": 1}), "vocab")
+    tok("vocab-id-negative", bpe_tokenizer(vocab={"a": -1, "b": 1}), "vocab")
+    tok("vocab-id-float", bpe_tokenizer(vocab={"a": 0.5, "b": 1}), "vocab")
+    tok("unknown-pre-tokenizer", dict(good, pre_tokenizer={"type": "Telepathy"}), "Telepathy")
+    tok("bad-split-regex", dict(good, pre_tokenizer={"type": "Split", "pattern": {"Regex": "(("}, "behavior": "Isolated",
+                                                     "invert": False}), "pre_tokenizer")
+    tok("added-token-not-object", dict(good, added_tokens=[5]), "added_tokens")
+    tok("added-tokens-not-list", dict(good, added_tokens={"<s>": 0}), "added_tokens")
+    tok("truncated", json.dumps(good)[:80], "end of input")
+    tok("non-utf8", json.dumps(good).encode().replace(b'"ab": 15', b'"a\xff": 15'), "UTF-8")
+    tok("deep-nesting", '{"model": ' + "[" * 100000 + "]" * 100000 + "}", "nesting depth")
+    seq = {"type": "Lowercase"}
+    for _ in range(300):
+        seq = {"type": "Sequence", "normalizers": [seq]}
+    tok("deep-normalizers", dict(good, normalizer=seq), "nesting depth")
+    tok("sentencepiece-garbage", bytes(range(256)) * 4, "tokenizer.model", file="tokenizer.model")
+    tok("tokenizer-config-bad-json", good, "expected", file="tokenizer_config.json",
+        extra={"tokenizer.json": json.dumps(good)})
+    CASES[-1]["file"] = "tokenizer/tokenizer-config-bad-json/tokenizer_config.json"
+    write("tokenizer/tokenizer-config-bad-json/tokenizer_config.json", '{"bos_token": ')
+
+
 # ---------------------------------------------------------------- plugin libraries (--plugin)
 
 
@@ -819,6 +899,7 @@ def main():
     onnx_cases()
     trt_cases()
     hf_quant_cases()
+    tokenizer_cases()
     plugin_cases()
     with open(os.path.join(OUT, "manifest.json"), "w") as f:
         json.dump({"generator": "Tools/corpus/make_corpus.py", "cases": CASES}, f, indent=1, sort_keys=True)

@@ -14,7 +14,7 @@ public final class EngineCalibration: CalibrationService {
     /// Sequences per forward pass.
     public var batchSize = 4
     /// Filled by the last call: where the statistics came from and how long it took.
-    public private(set) var lastReport: (cacheFile: String?, fromCache: Bool, seconds: Double)?
+    public internal(set) var lastReport: (cacheFile: String?, fromCache: Bool, seconds: Double)?
 
     /// - Parameters:
     ///   - cacheDirectory: default `$KILN_CACHE_DIR/calibration` or `~/.cache/kiln/calibration`.

@@ -17,10 +17,10 @@ final class StatisticsCollector {
     private(set) var kv: [String: (k: Float, v: Float)] = [:]
     /// Rows seen so far per linear (drives the capture positions).
     private var seenRows: [String: Int] = [:]
-    /// The previous event's input (buffer, rows, width) and weight: consecutive linears on the same
-    /// buffer (q/k/v, gate/up) read the same activation. Only the immediately preceding event counts,
-    /// because the executor recycles buffers later in the forward.
-    private var lastInput: (pointer: UnsafePointer<Float>, rows: Int, width: Int, weight: String)?
+    /// The previous event's input (graph value name, rows, width) and weight: consecutive linears
+    /// reading the same graph value (q/k/v, gate/up) see the same activation. Names, not buffer
+    /// addresses: the executor recycles buffers within a forward.
+    private var lastInput: (value: String, rows: Int, width: Int, weight: String)?
 
     init(request: CalibrationRequest, expectedRows: Int) {
         self.request = request
@@ -57,13 +57,13 @@ final class StatisticsCollector {
         sums[event.weight] = sum
         stats.inputMeanAbs = sum.map { Float($0 / Double(max(stats.tokens, 1))) }
         if request.outputStatistics { observeOutput(event, stats) }
-        if let last = lastInput, last.pointer == x, last.rows == event.rows, last.width == c,
+        if let last = lastInput, last.value == event.inputName, last.rows == event.rows, last.width == c,
            last.weight != event.weight, let first = linears[last.weight] {
             // Same activation as the linear just before: share its XᵀX and rows.
             stats.hessian = first.hessian
             stats.capturedInputs = first.capturedInputs
         } else {
-            lastInput = (x, event.rows, c, event.weight)
+            lastInput = (event.inputName, event.rows, c, event.weight)
             if request.hessian { accumulateHessian(event, stats) }
             if request.captureRows > 0 { capture(event, stats) }
         }
