@@ -39,8 +39,8 @@ struct SparsifyCommand: ParsableCommand {
     @Option(help: "Output file or folder.")
     var out: String
 
-    @Option(help: "Output format: safetensors | trtllm | hf-quant | onnx.")
-    var to: String = "safetensors"
+    @Option(help: "Output format: safetensors | trtllm | hf-quant | onnx (default: safetensors, hf-quant with --quantize).")
+    var to: String?
 
     @Option(help: "Also measure perplexity on this text before and after (kiln-ppl-v1).")
     var eval: String?
@@ -76,7 +76,7 @@ struct SparsifyCommand: ParsableCommand {
         var passes: [(name: String, options: [String: String])] = [("sparse-2:4", sparse)]
         if let quantize { passes.append((quantize, common)) }
         var pipeline = PassPipeline(
-            model: model, passes: passes, output: out, writer: to, tokenizer: tokenizer,
+            model: model, passes: passes, output: out, writer: to ?? (quantize == nil ? "safetensors" : "hf-quant"), tokenizer: tokenizer,
             eval: eval.map { EngineSupport.EvalSettings(text: $0, maxTokens: evalMaxTokens) }, global: global)
         try pipeline.run()
     }
