@@ -1,5 +1,6 @@
 import ArgumentParser
 import KilnCore
+import KilnEngine
 import KilnHost
 #if canImport(Glibc)
 import Glibc
@@ -69,6 +70,10 @@ struct ConvertCommand: ParsableCommand {
                 model.set(t.converted(to: target))
             }
             model.provenance.append("cast floating-point tensors to \(target)")
+        }
+        if writer.name == "onnx", model.graph == nil, model.config != nil {
+            // Weights-only input (a Hugging Face checkpoint): build the graph from config.json.
+            model.graph = try Architectures.graph(for: model)
         }
         try writer.write(model, to: output, context: context)
         let seconds = monotonicSeconds() - started
