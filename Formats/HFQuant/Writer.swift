@@ -5,6 +5,7 @@ import KilnCore
 ///
 /// Options read from the context:
 /// - `max-shard-size`: bytes per shard (default 5GB, as save_pretrained).
+/// - `overwrite`: replace an existing output file or non-empty folder (`--overwrite`); refused otherwise.
 final class HFQuantWriter: FormatWriter {
     let name = "hf-quant"
     let summary = "unified Hugging Face quantized checkpoint (ModelOpt layout: hf_quant_config.json, weight_scale, ...)"
@@ -16,7 +17,7 @@ final class HFQuantWriter: FormatWriter {
     func write(_ model: Model, to path: String, context: KilnContext) throws {
         let maxShard = try context.options["max-shard-size"].map { try SafetensorsCheckpoint.parseSize($0) } ?? Layout.defaultMaxShardBytes
         let export = try Export(model: model)
-        let output = try AtomicOutput(path: path, directory: true)
+        let output = try AtomicOutput(path: path, directory: true, overwrite: AtomicOutput.overwriteRequested(context.options))
         try SafetensorsCheckpoint.writeFolder(export.tensors, metadata: model.metadata, folder: output.workPath,
                                               maxShardBytes: maxShard, progress: context.progress)
         try SafetensorsCheckpoint.writeJSON(export.config(model.config), to: output.workPath + "/" + Layout.configFile)

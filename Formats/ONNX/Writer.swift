@@ -16,6 +16,7 @@ import SwiftProtobuf
 ///   (page-aligned from 1 MB, as onnx aligns them).
 /// - `max-inline-bytes`: size above which external data is used automatically (default 2 GB;
 ///   for tests).
+/// - `overwrite`: replace an existing output file or non-empty folder (`--overwrite`); refused otherwise.
 final class ONNXWriter: FormatWriter {
     let name = "onnx"
     let summary = "ONNX model (.onnx, optional external data; quantized tensors as Q/DQ for TensorRT)"
@@ -33,7 +34,8 @@ final class ONNXWriter: FormatWriter {
             }
             maxInline = v
         }
-        let output = try AtomicOutput(path: path, directory: false)
+        let overwrite = AtomicOutput.overwriteRequested(context.options)
+        let output = try AtomicOutput(path: path, directory: false, overwrite: overwrite)
         let progress = Progress(sink: context.progress, total: model.byteCount)
         if !forced {
             let exporter = Exporter(model: model, placement: .streamed)
@@ -46,7 +48,8 @@ final class ONNXWriter: FormatWriter {
         }
         let fileName = path.split(separator: "/").last.map(String.init) ?? path
         let dataName = Layout.externalDataName(forModel: fileName)
-        let dataOutput = try AtomicOutput(path: AtomicOutput.parent(of: path) + "/" + dataName, directory: false)
+        let dataOutput = try AtomicOutput(path: AtomicOutput.parent(of: path) + "/" + dataName, directory: false,
+                                          overwrite: overwrite)
         let data = try ExternalDataWriter(location: dataName, path: dataOutput.workPath)
         let exporter = Exporter(model: model, placement: .external(data, threshold: Limits.externalThreshold),
                                 progress: { progress.advance($0) })

@@ -6,6 +6,7 @@ import KilnCore
 ///
 /// Options read from the context:
 /// - `max-shard-size`: bytes per shard (`500MB`, `2GB`, `1000000`); implies a folder output.
+/// - `overwrite`: replace an existing output file or non-empty folder (`--overwrite`); refused otherwise.
 final class SafetensorsWriter: FormatWriter {
     let name = "safetensors"
     let summary = "safetensors file, or a Hugging Face folder with optional shards"
@@ -17,12 +18,12 @@ final class SafetensorsWriter: FormatWriter {
         let maxShard = try context.options["max-shard-size"].map { try SafetensorsCheckpoint.parseSize($0) }
         let asFolder = maxShard != nil || !path.hasSuffix(".safetensors")
         guard asFolder else {
-            let output = try AtomicOutput(path: path, directory: false)
+            let output = try AtomicOutput(path: path, directory: false, overwrite: AtomicOutput.overwriteRequested(context.options))
             try SafetensorsFile.write(model.tensors, metadata: model.metadata, to: output.workPath, progress: context.progress)
             try output.commit()
             return
         }
-        let output = try AtomicOutput(path: path, directory: true)
+        let output = try AtomicOutput(path: path, directory: true, overwrite: AtomicOutput.overwriteRequested(context.options))
         try SafetensorsCheckpoint.writeFolder(model.tensors, metadata: model.metadata, folder: output.workPath,
                                               maxShardBytes: maxShard ?? Int.max, progress: context.progress)
         for (fileName, source) in model.attachments.sorted(by: { $0.key < $1.key }) {

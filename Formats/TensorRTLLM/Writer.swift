@@ -7,6 +7,7 @@ import KilnCore
 ///   before anything is written).
 /// - `embedding-sharding`: shard the vocab embedding too (`use_parallel_embedding`): `true`, `0`
 ///   or `vocab` shard rows (`embedding_sharding_dim` 0), `1` or `hidden` shard columns.
+/// - `overwrite`: replace an existing output file or non-empty folder (`--overwrite`); refused otherwise.
 final class TensorRTLLMWriter: FormatWriter {
     let name = "trtllm"
     let summary = "TensorRT-LLM checkpoint folder (config.json + rank{i}.safetensors), tensor parallel"
@@ -18,7 +19,7 @@ final class TensorRTLLMWriter: FormatWriter {
     func write(_ model: Model, to path: String, context: KilnContext) throws {
         let options = try WriterOptions(context.options)
         let job = try WriteJob(model: model, options: options)
-        let output = try AtomicOutput(path: path, directory: true)
+        let output = try AtomicOutput(path: path, directory: true, overwrite: AtomicOutput.overwriteRequested(context.options))
         try SafetensorsCheckpoint.writeJSON(job.config.json(producerVersion: Self.version), to: output.workPath + "/" + Layout.configFile)
         for (r, tensors) in job.ranks.enumerated() {
             try SafetensorsFile.write(tensors, to: output.workPath + "/" + Layout.rankFile(r), progress: context.progress)

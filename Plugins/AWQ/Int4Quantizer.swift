@@ -77,12 +77,15 @@ enum Int4Quantizer {
             var vlo = SIMD8<Float>(), vhi = SIMD8<Float>()
             while j + 8 <= count {
                 let v = raw.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self)
-                vlo = pointwiseMin(vlo, v)
-                vhi = pointwiseMax(vhi, v)
+                vlo = vlo.replacing(with: v, where: v .< vlo)
+                vhi = vhi.replacing(with: v, where: v .> vhi)
                 j += 8
             }
-            lo = vlo.min()
-            hi = vhi.max()
+            // Lane by lane: the generic SIMD min()/max() reductions are not inlined.
+            for l in 0..<8 {
+                lo = min(lo, vlo[l])
+                hi = max(hi, vhi[l])
+            }
         }
         while j < count {
             lo = min(lo, w[j])
@@ -123,7 +126,10 @@ enum Int4Quantizer {
             let vlo = SIMD8<Float>(repeating: lower), vhi = SIMD8<Float>(repeating: upper)
             let from = UnsafeRawPointer(src), to = UnsafeMutableRawPointer(dst)
             while j + 8 <= start + n {
-                let v = pointwiseMin(pointwiseMax(from.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self) / vs, vlo), vhi)
+                // clamp with replacing(with:where:): pointwiseMin/Max are generic calls, not inlined.
+                var v = from.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self) / vs
+                v.replace(with: vlo, where: v .< vlo)
+                v.replace(with: vhi, where: v .> vhi)
                 to.storeBytes(of: ((v + magic) - magic) * vs, toByteOffset: j * 4, as: SIMD8<Float>.self)
                 j += 8
             }

@@ -163,31 +163,36 @@ enum Kernels {
         for jitter in [0, 1e-9, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3] {
             var r = g
             let lambda = jitter * meanDiag
-            var ok = true
-            if fma {
-                ok = r.withUnsafeMutableBufferPointer { kiln_awq_cholesky_fma($0.baseAddress!, n, lambda) != 0 }
-            } else { r.withUnsafeMutableBufferPointer { a in
-                for k in 0..<n {
-                    let d = a[k * n + k] + lambda
-                    guard d > 0, d.isFinite else { ok = false; return }
-                    let root = d.squareRoot()
-                    a[k * n + k] = root
-                    let inv = 1 / root
-                    for j in (k + 1)..<n { a[k * n + j] *= inv }
-                    // Trailing update of the upper triangle, row by row (contiguous).
-                    for i in (k + 1)..<n {
-                        let f = a[k * n + i]
-                        if f == 0 { continue }
-                        let dst = a.baseAddress! + i * n, src = a.baseAddress! + k * n
-                        for j in i..<n { dst[j] -= f * src[j] }
-                    }
-                }
-            } }
+            let ok = r.withUnsafeMutableBufferPointer { a in
+                fma ? kiln_awq_cholesky_fma(a.baseAddress!, n, lambda) != 0 : choleskyInPlace(a.baseAddress!, n: n, lambda: lambda)
+            }
             if ok {
                 for i in 0..<n { for j in 0..<i { r[i * n + j] = 0 } }
                 return r
             }
         }
         return nil
+    }
+
+    /// Right-looking Cholesky of the upper triangle of `a` (`[n, n]`, row-major) in place, λ added to
+    /// each pivot. The same loop as `kiln_awq_cholesky_fma`, without FMA.
+    /// - Returns: false when a pivot is not positive.
+    static func choleskyInPlace(_ a: UnsafeMutablePointer<Double>, n: Int, lambda: Double) -> Bool {
+        for k in 0..<n {
+            let d = a[k * n + k] + lambda
+            guard d > 0, d.isFinite else { return false }
+            let root = d.squareRoot()
+            a[k * n + k] = root
+            let inv = 1 / root
+            for j in (k + 1)..<n { a[k * n + j] *= inv }
+            // Trailing update of the upper triangle, row by row (contiguous).
+            for i in (k + 1)..<n {
+                let f = a[k * n + i]
+                if f == 0 { continue }
+                let dst = a + i * n, src = a + k * n
+                for j in i..<n { dst[j] -= f * src[j] }
+            }
+        }
+        return true
     }
 }

@@ -39,6 +39,7 @@ struct Int4Plan {
         excludedModules = []
         notes = []
         var lmHeadExcluded = false
+        var skipped: [Int: Int] = [:], padded: [Int: Int] = [:]   // input width → linears
         for group in topology.groups {
             if group.role == "lm_head" {
                 let tied = topology.lmHead == topology.embedding
@@ -68,16 +69,22 @@ struct Int4Plan {
                                     "input width \(cols) is not a multiple of the group size \(g); use indivisible=skip to keep it in high precision or indivisible=pad for a partial last group")
                 case .skip:
                     excludedModules += members.map(Int4Plan.module)
-                    notes.append("\(members.map(Int4Plan.module).joined(separator: ", ")): input width \(cols) is not a multiple of \(g), kept in high precision")
+                    skipped[cols, default: 0] += members.count
                     continue
                 case .pad:
                     partial = true
-                    notes.append("\(members.map(Int4Plan.module).joined(separator: ", ")): input width \(cols), last group of \(cols % g)")
+                    padded[cols, default: 0] += members.count
                 }
             }
             groups.append(Group(role: group.role, norm: group.norm, members: members, excludedMembers: excluded, cols: cols, partial: partial))
         }
         if lmHeadExcluded { excludedModules.append("lm_head") }
+        for (cols, n) in skipped.sorted(by: { $0.key < $1.key }) {
+            notes.append("\(n) linears of input width \(cols) (not a multiple of \(g)) kept in high precision")
+        }
+        for (cols, n) in padded.sorted(by: { $0.key < $1.key }) {
+            notes.append("\(n) linears of input width \(cols) quantized with a last group of \(cols % g)")
+        }
     }
 
     /// The module name of a weight (`….q_proj.weight` → `….q_proj`).

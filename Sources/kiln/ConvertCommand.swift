@@ -40,6 +40,9 @@ struct ConvertCommand: ParsableCommand {
     @Flag(help: "TensorRT-LLM output: shard the vocab embedding over the ranks too (use_parallel_embedding).")
     var embeddingSharding = false
 
+    @Flag(help: "Replace OUT if it already exists (a file, or a non-empty folder); refused otherwise.")
+    var overwrite = false
+
     @OptionGroup var global: GlobalOptions
 
     func validate() throws {
@@ -61,6 +64,7 @@ struct ConvertCommand: ParsableCommand {
         if let tp { options["tp"] = String(tp) }
         if embeddingSharding { options["embedding-sharding"] = "true" }
         if externalData { options["external-data"] = "true" }
+        if overwrite { options["overwrite"] = "true" }
         let context = global.context(options)
         let started = monotonicSeconds()
         let model = try reader.read(path: input, context: context)

@@ -19,6 +19,8 @@ struct PassPipeline {
     private(set) var phases: [(String, Double)] = []
 
     mutating func run() throws {
+        // Refuse an existing output before the (long) passes, not after them.
+        if !AtomicOutput.overwriteRequested(writerOptions) { try AtomicOutput.refuseExisting(output) }
         let registry = try global.registry()
         let context = global.context()
         var clock = Date()

@@ -69,6 +69,9 @@ struct QuantizeCommand: ParsableCommand {
     @Option(help: "Tokenizer folder or tokenizer.json (default: beside the model).")
     var tokenizer: String?
 
+    @Flag(help: "Replace the output if it already exists (a file, or a non-empty folder); refused otherwise.")
+    var overwrite = false
+
     @OptionGroup var global: GlobalOptions
 
     func validate() throws {
@@ -100,10 +103,18 @@ struct QuantizeCommand: ParsableCommand {
         return o
     }
 
+    /// Options handed to the writer.
+    var writerOptions: [String: String] {
+        var o: [String: String] = [:]
+        if let tp { o["tp"] = String(tp) }
+        if overwrite { o["overwrite"] = "true" }
+        return o
+    }
+
     func run() throws {
         var pipeline = PassPipeline(
             model: model, passes: [(QuantizeCommand.algorithms[algo]!.pass, options)], output: out, writer: to,
-            writerOptions: tp.map { ["tp": String($0)] } ?? [:], tokenizer: tokenizer,
+            writerOptions: writerOptions, tokenizer: tokenizer,
             eval: eval.map { EngineSupport.EvalSettings(text: $0, maxTokens: evalMaxTokens) }, global: global)
         try pipeline.run()
     }

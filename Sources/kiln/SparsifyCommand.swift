@@ -51,6 +51,9 @@ struct SparsifyCommand: ParsableCommand {
     @Option(help: "Tokenizer folder or tokenizer.json (default: beside the model).")
     var tokenizer: String?
 
+    @Flag(help: "Replace the output if it already exists (a file, or a non-empty folder); refused otherwise.")
+    var overwrite = false
+
     @OptionGroup var global: GlobalOptions
 
     func validate() throws {
@@ -76,7 +79,8 @@ struct SparsifyCommand: ParsableCommand {
         var passes: [(name: String, options: [String: String])] = [("sparse-2:4", sparse)]
         if let quantize { passes.append((quantize, common)) }
         var pipeline = PassPipeline(
-            model: model, passes: passes, output: out, writer: to ?? (quantize == nil ? "safetensors" : "hf-quant"), tokenizer: tokenizer,
+            model: model, passes: passes, output: out, writer: to ?? (quantize == nil ? "safetensors" : "hf-quant"),
+            writerOptions: overwrite ? ["overwrite": "true"] : [:], tokenizer: tokenizer,
             eval: eval.map { EngineSupport.EvalSettings(text: $0, maxTokens: evalMaxTokens) }, global: global)
         try pipeline.run()
     }

@@ -70,7 +70,7 @@ import Testing
     @Test func alphaZeroIsRoundToNearest() throws {
         let model = try T.llama()
         let rtn = try T.run("int4-rtn", model, ["group-size": "64"], service: nil)
-        let awq = try T.run("int4-awq", model, ["group-size": "64", "grid": "1", "clip": "false"])
+        let awq = try T.run("int4-awq", model, ["group-size": "64", "grid": "1", "scaling": "act", "clip": "false"])
         for name in T.linears() {
             #expect(try ModelDiff.bytes(awq[name]!) == ModelDiff.bytes(rtn[name]!), "\(name)")
             #expect(try awq[name]!.quant!.scale.floats() == rtn[name]!.quant!.scale.floats())
@@ -130,9 +130,9 @@ import Testing
         for r in 0..<64 { x[r * 128 + 5] *= 1e-4 }
         service.inputs[name] = x
         off.inputs[name] = x
-        // grid 1 (α = 0): no scaling, which would otherwise shrink the low-activation channel itself.
-        let clipped = try T.run("int4-awq", model, ["group-size": "32", "grid": "1"], service: service)
-        let plain = try T.run("int4-awq", model, ["group-size": "32", "grid": "1", "clip": "false"], service: off)
+        // act scaling, grid 1 (α = 0): no scaling, which would otherwise shrink the low-activation channel itself.
+        let clipped = try T.run("int4-awq", model, ["group-size": "32", "grid": "1", "scaling": "act"], service: service)
+        let plain = try T.run("int4-awq", model, ["group-size": "32", "grid": "1", "scaling": "act", "clip": "false"], service: off)
         let e1 = try AWQPassTests.groupErrors(model, clipped, rows: 64, inputs: [name: x]).first { $0.0 == name }!.1
         let e0 = try AWQPassTests.groupErrors(model, plain, rows: 64, inputs: [name: x]).first { $0.0 == name }!.1
         #expect(e1 < 0.7 * e0, "clipped \(e1) vs unclipped \(e0)")

@@ -121,7 +121,7 @@ import Testing
         let skipped = try T.run("int4-rtn", stories, ["group-size": "64", "indivisible": "skip"], service: nil)
         #expect(skipped.quantization?.excludedModules == ["model.layers.0.mlp.down_proj", "model.layers.1.mlp.down_proj", "lm_head"])
         #expect(skipped[T.name(0, "mlp.down_proj.weight")]!.dtype == .f32 && skipped[T.name(0, "mlp.up_proj.weight")]!.dtype == .i4)
-        #expect(skipped.provenance.last?.contains("input width 172 is not a multiple of 64, kept in high precision") == true)
+        #expect(skipped.provenance.last == "int4-rtn: 12 linears to INT4 symmetric, group 64; high precision: model.layers.0.mlp.down_proj, model.layers.1.mlp.down_proj, lm_head; 2 linears of input width 172 (not a multiple of 64) kept in high precision")
 
         let padded = try T.run("int4-rtn", stories, ["group-size": "64", "indivisible": "pad"], service: nil)
         let name = T.name(1, "mlp.down_proj.weight")
@@ -130,6 +130,7 @@ import Testing
         let ref = INT4RTNTests.reference(try stories[name]!.floats(), cols: 172, g: 64)
         #expect(try Int4Packing.unpackIR(t) == ref.q && q.scale.floats() == ref.s)
         #expect(padded.quantization?.excludedModules == ["lm_head"])
+        #expect(padded.provenance.last?.hasSuffix("; 2 linears of input width 172 quantized with a last group of 44") == true)
     }
 
     @Test func refusesQuantizedModelsAndHonorsExcludes() throws {

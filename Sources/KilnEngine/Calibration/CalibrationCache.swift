@@ -34,7 +34,7 @@ enum CalibrationCache {
         ])).serialized().utf8)
         var payload = withUnsafeBytes(of: UInt32(header.count).littleEndian) { Array($0) } + header
         floats.withUnsafeBytes { payload.append(contentsOf: $0) }
-        let output = try AtomicOutput(path: path, directory: false)
+        let output = try AtomicOutput(path: path, directory: false, overwrite: true)
         let sink = try FileSink(path: output.workPath)
         try sink.write(magic + (try Zstd.compress(payload)))
         try sink.finish()

@@ -167,6 +167,7 @@ extension Executor {
                 run.scratch = layer
             }
             layer.store(k: k.pointer, v: v.pointer, seq: run.seq, offset: run.offset)
+            if let scales = try kvScales(for: step.node) { layer.fakeQuantizeFP8(offset: run.offset, seq: run.seq, scales: scales) }
             result = allocate(q.rows, q.cols)
             Kernels.attention(q: q.pointer, batch: run.batch, seq: run.seq, spec: spec, layer: layer, offset: run.offset, out: result.pointer)
         }

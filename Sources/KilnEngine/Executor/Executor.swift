@@ -168,7 +168,7 @@ public final class Executor: @unchecked Sendable {
         return Logits(batch: ids.count, seq: lastOnly ? 1 : run.seq, vocab: out.cols, lengths: lengths, storage: out.buffer)
     }
 
-    private func record(_ step: Step, _ run: Run, since start: (UInt64, UInt64)) {
+    func record(_ step: Step, _ run: Run, since start: (UInt64, UInt64)) {
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start.0) / 1e9
         let op = KilnOp.qualifiedName(of: step.node)
         profile!.seconds[op, default: 0] += seconds

@@ -6,11 +6,14 @@ final class WeightStore {
     let model: Model
     private var dense: [String: FloatBuffer] = [:]
     private var linears: [String: LinearWeight] = [:]
+    /// Tensors used instead of the model's (``replace(_:)``).
+    private var replacements: [String: Tensor] = [:]
 
     init(model: Model) { self.model = model }
 
-    /// The tensor called `name`, or an error naming it.
+    /// The tensor called `name` (a replacement first), or an error naming it.
     func tensor(_ name: String) throws -> Tensor {
+        if let t = replacements[name] { return t }
         guard let t = model[name] else {
             throw KilnError(.invalidInput, path: ["tensor \"\(name)\""], "missing (the graph refers to it)")
         }
@@ -59,11 +62,33 @@ final class WeightStore {
                     throw KilnError.mismatch(file: nil, path: ["tensor \"\(name)\"", "input_scale"], expected: "1 value (per-tensor)", found: "\(values.count)")
                 }
                 input = ActivationQuant(format: q.format, scale: values[0])
+            } else if let algorithm = model.quantization?.algorithm, ActivationQuant.perTokenAlgorithms.contains(algorithm) {
+                input = ActivationQuant(format: q.format, scale: nil)
             }
         }
         let l = LinearWeight(weight: try floats(name), outFeatures: out, inFeatures: inFeatures, preQuantScale: pre, inputQuant: input)
         linears[name] = l
         return l
+    }
+
+    /// Use `tensor` for its name from now on, dropping the f32 copies made from the old one.
+    func replace(_ tensor: Tensor) {
+        replacements[tensor.name] = tensor
+        dense[tensor.name] = nil
+        linears[tensor.name] = nil
+    }
+
+    /// Drop the f32 copies of `names` (all when nil); they are made again on next use.
+    func evict(_ names: [String]?) {
+        guard let names else {
+            dense.removeAll()
+            linears.removeAll()
+            return
+        }
+        for name in names {
+            dense[name] = nil
+            linears[name] = nil
+        }
     }
 
     /// Bytes held by cached f32 weights.
@@ -77,7 +102,7 @@ struct LinearWeight {
     var inFeatures: Int
     /// AWQ / SmoothQuant per-input-channel scale: the layer computes `(x ⊙ p) · wᵀ`.
     var preQuantScale: FloatBuffer?
-    /// Static activation quantization, applied after the pre-quant scale.
+    /// Activation quantization (static, or dynamic per token), applied after the pre-quant scale.
     var inputQuant: ActivationQuant?
 
     var transformsInput: Bool { preQuantScale != nil || inputQuant != nil }
@@ -90,35 +115,54 @@ struct LinearWeight {
         } else {
             y.update(from: x, count: n)
         }
-        inputQuant?.apply(y, count: n)
+        inputQuant?.apply(y, rows: rows, cols: inFeatures)
     }
 }
 
-/// Static per-tensor fake quantization of an activation.
+/// Fake quantization of an activation: static per-tensor (the weight's `input_scale`), or dynamic
+/// per token when the weight has none and the model's algorithm says per-token.
 ///
 /// ```
 /// int8 / uint8 weights (W8A8):           x_q = clamp(round_half_even(x / s), −128, 127) · s
 /// every other format (FP8, W4A8 AWQ):    x_q = f32(fp8e4m3_saturating(x / s)) · s
+/// per token (scale nil):                 s = amax(|x[r, :]|) / 127 (int8) or / 448 (fp8), per row r;
+///                                        an all-zero row stays zero
 /// ```
 struct ActivationQuant {
-    var format: QuantSpec.Format
-    var scale: Float
+    /// Algorithms whose weights without an input scale take per-token dynamic activations.
+    static let perTokenAlgorithms: Set<String> = ["FP8_PER_CHANNEL_PER_TOKEN", "W8A8_SQ_PER_CHANNEL_PER_TOKEN_PLUGIN"]
 
-    func apply(_ x: UnsafeMutablePointer<Float>, count: Int) {
-        let s = scale
-        var i = 0
+    var format: QuantSpec.Format
+    /// The static per-tensor scale; nil: dynamic per token.
+    var scale: Float?
+
+    private var isInteger: Bool {
         switch format {
-        case .int8, .uint8:
-            while i < count {
-                let q = min(max((x[i] / s).rounded(.toNearestOrEven), -128), 127)
-                x[i] = q * s
-                i += 1
+        case .int8, .uint8: return true
+        default: return false
+        }
+    }
+
+    func apply(_ x: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
+        guard let s = scale else {
+            let qmax: Float = isInteger ? 127 : 448
+            for r in 0..<rows {
+                let row = x + r * cols
+                var amax: Float = 0
+                for c in 0..<cols { amax = max(amax, abs(row[c])) }
+                guard amax > 0, amax.isFinite else { continue }
+                quantize(row, count: cols, scale: amax / qmax)
             }
-        default:
-            while i < count {
-                x[i] = FloatBits.f32(fromF8E4M3FN: FloatBits.f8e4m3fnSaturating(fromF32: x[i] / s)) * s
-                i += 1
-            }
+            return
+        }
+        quantize(x, count: rows * cols, scale: s)
+    }
+
+    private func quantize(_ x: UnsafeMutablePointer<Float>, count: Int, scale s: Float) {
+        if isInteger {
+            Kernels.fakeQuantizeINT8(x, count: count, scale: s)
+        } else {
+            Kernels.fakeQuantizeFP8(x, count: count, scale: s)
         }
     }
 }

@@ -16,9 +16,15 @@ public final class AtomicOutput {
     private var committed = false
 
     /// Prepare an output at `path`.
-    /// - Parameter directory: true for a folder output (sharded checkpoints, TRT-LLM folders).
-    /// - Throws: `KilnError(.io)` if the parent folder does not exist or is not writable.
-    public init(path: String, directory: Bool) throws {
+    /// - Parameters:
+    ///   - directory: true for a folder output (sharded checkpoints, TRT-LLM folders).
+    ///   - overwrite: replace an existing file or non-empty folder at `path` (on ``commit()``).
+    ///     Writers pass ``overwriteRequested(_:)`` of their options (`--overwrite`). An empty
+    ///     folder is always replaced.
+    /// - Throws: `KilnError(.io)` if the parent folder does not exist or is not writable;
+    ///   `KilnError(.invalidInput)` if `path` exists (a file, or a non-empty folder) and
+    ///   `overwrite` is false — checked before anything is written.
+    public init(path: String, directory: Bool, overwrite: Bool) throws {
         targetPath = path
         isDirectory = directory
         let parent = AtomicOutput.parent(of: path)
@@ -26,6 +32,7 @@ public final class AtomicOutput {
         guard stat(parent, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
             throw KilnError(.io, file: path, "output folder \(parent) does not exist")
         }
+        if !overwrite { try AtomicOutput.refuseExisting(path) }
         let base = path.split(separator: "/").last.map(String.init) ?? "out"
         let tmp = parent + "/." + base + ".kiln-tmp-\(getpid())"
         AtomicOutput.removeTree(tmp)
@@ -62,6 +69,24 @@ public final class AtomicOutput {
             }
         }
         committed = true
+    }
+
+    /// The `overwrite` writer option (`--overwrite` on the CLI): present and not "false"/"no"/"0".
+    public static func overwriteRequested(_ options: [String: String]) -> Bool {
+        guard let v = options["overwrite"]?.lowercased() else { return false }
+        return !["false", "no", "0"].contains(v)
+    }
+
+    /// Throw if `path` is an existing file or a non-empty folder (the check ``init(path:directory:overwrite:)``
+    /// makes; commands that work long before writing call it up front too).
+    public static func refuseExisting(_ path: String) throws {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return }
+        if (st.st_mode & S_IFMT) == S_IFDIR {
+            if FileSystem.list(path) == [] { return }
+            throw KilnError(.invalidInput, file: path, "output folder is not empty; pass --overwrite to replace it")
+        }
+        throw KilnError(.invalidInput, file: path, "output file already exists; pass --overwrite to replace it")
     }
 
     /// The folder containing `path` ("." for a bare name).
