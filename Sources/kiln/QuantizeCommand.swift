@@ -27,18 +27,6 @@ struct QuantizeCommand: ParsableCommand {
     @Option(help: "fp8 | int8-sq | int4-awq | w4a8-awq | int4-rtn")
     var algo: String
 
-    @Option(help: "Calibration text (plain text, or jsonl with a \"text\" field).")
-    var calib: String?
-
-    @Option(help: "Calibration sequences.")
-    var calibSamples: Int = 128
-
-    @Option(help: "Tokens per calibration sequence (BOS included).")
-    var calibSeqLen: Int = 512
-
-    @Option(help: "Output file or folder.")
-    var out: String
-
     @Option(help: "Output format: trtllm | hf-quant | onnx.")
     var to: String = "hf-quant"
 
@@ -60,38 +48,24 @@ struct QuantizeCommand: ParsableCommand {
     @Option(name: .customLong("option"), help: ArgumentHelp("Pass-specific KEY=VALUE (repeatable; see `kiln plugins`).", valueName: "key=value"))
     var passOptions: [String] = []
 
-    @Option(help: "Also measure perplexity on this text before and after (kiln-ppl-v1).")
-    var eval: String?
-
-    @Option(help: "Score only the first N tokens of --eval.")
-    var evalMaxTokens: Int?
-
-    @Option(help: "Tokenizer folder or tokenizer.json (default: beside the model).")
-    var tokenizer: String?
-
-    @Flag(help: "Replace the output if it already exists (a file, or a non-empty folder); refused otherwise.")
-    var overwrite = false
-
+    @OptionGroup var calibration: CalibrationOptions
+    @OptionGroup var output: PassOutputOptions
     @OptionGroup var global: GlobalOptions
 
     func validate() throws {
         guard QuantizeCommand.algorithms[algo] != nil else {
             throw ValidationError("--algo must be one of \(QuantizeCommand.algorithms.keys.sorted().joined(separator: ", ")) (found \"\(algo)\")")
         }
-        if algo != "int4-rtn" && calib == nil { throw ValidationError("--algo \(algo) needs --calib FILE (calibration text)") }
+        if algo != "int4-rtn" && calibration.calib == nil { throw ValidationError("--algo \(algo) needs --calib FILE (calibration text)") }
         if let kvCache, kvCache != "fp8" { throw ValidationError("--kv-cache must be fp8 (found \"\(kvCache)\")") }
         if let tp, tp < 1 { throw ValidationError("--tp must be at least 1 (found \(tp))") }
         if tp != nil && to != "trtllm" { throw ValidationError("--tp applies to --to trtllm only") }
-        guard calibSamples >= 1, calibSeqLen >= 2 else { throw ValidationError("--calib-samples ≥ 1 and --calib-seq-len ≥ 2") }
         for o in passOptions where !o.contains("=") { throw ValidationError("--option expects KEY=VALUE (found \"\(o)\")") }
     }
 
     /// Options handed to the pass: the flags above plus every --option.
     var options: [String: String] {
-        var o = QuantizeCommand.algorithms[algo]!.options
-        if let calib { o["calib"] = calib }
-        o["calib-samples"] = String(calibSamples)
-        o["calib-seq-len"] = String(calibSeqLen)
+        var o = QuantizeCommand.algorithms[algo]!.options.merging(calibration.passOptions) { $1 }
         if let kvCache { o["kv-cache"] = kvCache }
         if !exclude.isEmpty { o["exclude"] = exclude.joined(separator: ",") }
         if let groupSize { o["group-size"] = String(groupSize) }
@@ -107,15 +81,14 @@ struct QuantizeCommand: ParsableCommand {
     var writerOptions: [String: String] {
         var o: [String: String] = [:]
         if let tp { o["tp"] = String(tp) }
-        if overwrite { o["overwrite"] = "true" }
+        if output.overwrite { o["overwrite"] = "true" }
         return o
     }
 
     func run() throws {
         var pipeline = PassPipeline(
-            model: model, passes: [(QuantizeCommand.algorithms[algo]!.pass, options)], output: out, writer: to,
-            writerOptions: writerOptions, tokenizer: tokenizer,
-            eval: eval.map { EngineSupport.EvalSettings(text: $0, maxTokens: evalMaxTokens) }, global: global)
+            model: model, passes: [(QuantizeCommand.algorithms[algo]!.pass, options)], output: output.out, writer: to,
+            writerOptions: writerOptions, tokenizer: output.tokenizer, eval: output.evalSettings, global: global)
         try pipeline.run()
     }
 }

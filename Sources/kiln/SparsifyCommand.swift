@@ -15,15 +15,6 @@ struct SparsifyCommand: ParsableCommand {
     @Option(help: "magnitude | sparsegpt")
     var method: String = "magnitude"
 
-    @Option(help: "Calibration text (needed by sparsegpt and by --quantize).")
-    var calib: String?
-
-    @Option(help: "Calibration sequences.")
-    var calibSamples: Int = 128
-
-    @Option(help: "Tokens per calibration sequence (BOS included).")
-    var calibSeqLen: Int = 512
-
     @Option(help: "SparseGPT damping as a fraction of mean(diag H) (the paper: 0.01; ModelOpt: 0.1).")
     var damp: Double?
 
@@ -36,31 +27,18 @@ struct SparsifyCommand: ParsableCommand {
     @Option(help: "Quantize after pruning: fp8 | int8-sq (the 2:4 pattern is kept).")
     var quantize: String?
 
-    @Option(help: "Output file or folder.")
-    var out: String
-
     @Option(help: "Output format: safetensors | trtllm | hf-quant | onnx (default: safetensors, hf-quant with --quantize).")
     var to: String?
 
-    @Option(help: "Also measure perplexity on this text before and after (kiln-ppl-v1).")
-    var eval: String?
-
-    @Option(help: "Score only the first N tokens of --eval.")
-    var evalMaxTokens: Int?
-
-    @Option(help: "Tokenizer folder or tokenizer.json (default: beside the model).")
-    var tokenizer: String?
-
-    @Flag(help: "Replace the output if it already exists (a file, or a non-empty folder); refused otherwise.")
-    var overwrite = false
-
+    @OptionGroup var calibration: CalibrationOptions
+    @OptionGroup var output: PassOutputOptions
     @OptionGroup var global: GlobalOptions
 
     func validate() throws {
         guard ["magnitude", "sparsegpt"].contains(method) else {
             throw ValidationError("--method must be magnitude or sparsegpt (found \"\(method)\")")
         }
-        if (method == "sparsegpt" || quantize != nil) && calib == nil {
+        if (method == "sparsegpt" || quantize != nil) && calibration.calib == nil {
             throw ValidationError("--method sparsegpt and --quantize need --calib FILE (calibration text)")
         }
         if let quantize, !["fp8", "int8-sq"].contains(quantize) {
@@ -69,8 +47,7 @@ struct SparsifyCommand: ParsableCommand {
     }
 
     func run() throws {
-        var common: [String: String] = ["calib-samples": String(calibSamples), "calib-seq-len": String(calibSeqLen)]
-        if let calib { common["calib"] = calib }
+        var common = calibration.passOptions
         if !exclude.isEmpty { common["exclude"] = exclude.joined(separator: ",") }
         var sparse = common
         sparse["method"] = method
@@ -79,9 +56,9 @@ struct SparsifyCommand: ParsableCommand {
         var passes: [(name: String, options: [String: String])] = [("sparse-2:4", sparse)]
         if let quantize { passes.append((quantize, common)) }
         var pipeline = PassPipeline(
-            model: model, passes: passes, output: out, writer: to ?? (quantize == nil ? "safetensors" : "hf-quant"),
-            writerOptions: overwrite ? ["overwrite": "true"] : [:], tokenizer: tokenizer,
-            eval: eval.map { EngineSupport.EvalSettings(text: $0, maxTokens: evalMaxTokens) }, global: global)
+            model: model, passes: passes, output: output.out, writer: to ?? (quantize == nil ? "safetensors" : "hf-quant"),
+            writerOptions: output.overwrite ? ["overwrite": "true"] : [:], tokenizer: output.tokenizer,
+            eval: output.evalSettings, global: global)
         try pipeline.run()
     }
 }
