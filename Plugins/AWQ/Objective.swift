@@ -26,33 +26,49 @@ final class GroupObjective: @unchecked Sendable {
     /// XᵀX (f64) when it was formed for R.
     private let fullGram: [Double]?
 
+    private init(cols: Int, tokens: Int, factor: [Float], factorRows: Int, triangular: Bool, x: [Float], fullGram: [Double]?) {
+        self.cols = cols
+        self.tokens = tokens
+        self.factor = factor
+        self.factorRows = factorRows
+        self.triangular = triangular
+        self.x = x
+        self.fullGram = fullGram
+    }
+
     /// The objective of the rows `x` (row-major `[tokens, cols]`).
     /// - Complexity: O(n·in²) + O(in³/3) for the factored form, else O(n·in).
-    init(rows x: [Float], cols: Int) {
-        self.cols = cols
-        self.x = x
+    convenience init(rows x: [Float], cols: Int) {
         let n = cols > 0 ? x.count / cols : 0
-        tokens = n
         if Double(n) > 0.6 * Double(cols), cols > 0 {
             let g = x.withUnsafeBufferPointer { Kernels.gram($0.baseAddress!, n: n, cols: cols, start: 0, count: cols) }
-            if let r = Kernels.cholesky(g, n: cols) {
-                let padded = Kernels.roundUp(cols, Kernels.tileRows)
-                var f = [Float](repeating: 0, count: padded * cols)
-                for i in 0..<(cols * cols) { f[i] = Float(r[i]) }
-                factor = f
-                factorRows = padded
-                triangular = true
-                fullGram = g
+            if let (f, rows) = GroupObjective.factor(g, cols: cols) {
+                self.init(cols: cols, tokens: n, factor: f, factorRows: rows, triangular: true, x: x, fullGram: g)
                 return
             }
         }
         let padded = Kernels.roundUp(max(n, 1), Kernels.tileRows)
         var f = [Float](repeating: 0, count: padded * cols)
         for i in 0..<(n * cols) { f[i] = x[i] }
-        factor = f
-        factorRows = padded
-        triangular = false
-        fullGram = nil
+        self.init(cols: cols, tokens: n, factor: f, factorRows: padded, triangular: false, x: x, fullGram: nil)
+    }
+
+    /// The objective of all calibration tokens through their Gram matrix XᵀX (f64 `[in, in]`, as the
+    /// calibration's `hessian` statistic holds it): the exact full-data objective of llm-awq / ModelOpt.
+    /// - Returns: nil when XᵀX is not positive semi-definite enough to factor.
+    /// - Complexity: O(in³/3).
+    convenience init?(gram g: [Double], tokens: Int, cols: Int) {
+        guard cols > 0, g.count == cols * cols, let (f, rows) = GroupObjective.factor(g, cols: cols) else { return nil }
+        self.init(cols: cols, tokens: tokens, factor: f, factorRows: rows, triangular: true, x: [], fullGram: g)
+    }
+
+    /// R of XᵀX as f32 rows padded to a multiple of 6.
+    private static func factor(_ g: [Double], cols: Int) -> ([Float], Int)? {
+        guard let r = Kernels.cholesky(g, n: cols) else { return nil }
+        let padded = Kernels.roundUp(cols, Kernels.tileRows)
+        var f = [Float](repeating: 0, count: padded * cols)
+        for i in 0..<(cols * cols) { f[i] = Float(r[i]) }
+        return (f, padded)
     }
 
     /// E(Δ) for Δ packed in `panelCount` panels of 16 rows (``Kernels/packPanels(_:rows:k:into:)``).

@@ -35,11 +35,15 @@ enum Scaling: String, CaseIterable {
 /// | `clip-qk` (awq) | true/false: also clip q_proj/k_proj (llm-awq skips them) | true |
 /// | `fold-norms` (awq) | true/false: fold 1/s into the preceding norm where there is one | true |
 /// | `w4a8` / `activations=fp8` (awq) | static FP8 per-tensor input scales → W4A8_AWQ | false |
-/// | `calib`, `calib-samples`, `calib-seq-len`, `calib-rows` (awq) | calibration text, its size, rows kept per group | —, 128, 512, 512 |
+/// | `calib`, `calib-samples`, `calib-seq-len` (awq) | calibration text and its size | —, 128, 512 |
+/// | `calib-gram` (awq) | true: search on XᵀX of all calibration tokens (in²·8 bytes per group, one layer at a time with a layer-by-layer service); false: on `calib-rows` kept rows | true |
+/// | `calib-rows` (awq, `calib-gram=false`) | input rows kept per group | 512 |
 ///
-/// `scaling=both` and `clip-qk=true` depart from llm-awq (act scaling, q/k unclipped) on measurement:
-/// SmolLM2-135M, group 64, 32 × 256 calibration tokens, perplexity by kiln-ppl-v1 (FP32 7.566, RTN 10.739):
-/// act 8.917, duo 8.687, both 8.705; with q/k clipped: act 8.755, duo 8.673, both 8.578; no clipping 9.465.
+/// The defaults depart from llm-awq (act scaling, q/k unclipped, 512 sampled rows) on measurement:
+/// SmolLM2-135M, group 64, 32 × 256 calibration tokens, perplexity by kiln-ppl-v1 (FP32 7.566, RTN 10.739).
+/// On XᵀX of all tokens: both 8.469 (default), act 8.475, duo 8.525, act with q/k unclipped 8.581, no
+/// clipping 9.481. On 512 rows sampled without the BOS position: 10.221 — the first token's massive
+/// activations must be in the objective, which XᵀX of all tokens guarantees and row sampling does not.
 struct Int4Options {
     var groupSize = Limits.defaultGroupSize
     var zeroPoint = false
@@ -56,6 +60,7 @@ struct Int4Options {
     var calibSamples: Int?
     var calibSequenceLength: Int?
     var captureRows = Limits.defaultCaptureRows
+    var useGram = true
 
     /// Parse and check the options of `pass`.
     /// - Throws: `KilnError(.invalidInput)` naming the option, what was expected and what was found.
@@ -109,6 +114,7 @@ struct Int4Options {
         calibSamples = try int("calib-samples", 1...1_000_000)
         calibSequenceLength = try int("calib-seq-len", 2...1_000_000)
         captureRows = try int("calib-rows", Limits.captureRows) ?? Limits.defaultCaptureRows
+        useGram = try bool("calib-gram") ?? true
     }
 
     /// The INT4 scheme these options select.

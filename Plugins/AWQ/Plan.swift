@@ -6,6 +6,8 @@ struct Int4Plan {
     struct Group {
         /// "qkv", "o", "gate_up", "down", "lm_head".
         var role: String
+        /// Decoder layer index (nil for lm_head).
+        var layer: Int?
         /// The norm producing the input (the AWQ scales fold into it), if any.
         var norm: String?
         /// The weights to quantize, in topology order.
@@ -76,7 +78,7 @@ struct Int4Plan {
                     padded[cols, default: 0] += members.count
                 }
             }
-            groups.append(Group(role: group.role, norm: group.norm, members: members, excludedMembers: excluded, cols: cols, partial: partial))
+            groups.append(Group(role: group.role, layer: group.layer, norm: group.norm, members: members, excludedMembers: excluded, cols: cols, partial: partial))
         }
         if lmHeadExcluded { excludedModules.append("lm_head") }
         for (cols, n) in skipped.sorted(by: { $0.key < $1.key }) {

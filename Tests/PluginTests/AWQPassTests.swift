@@ -53,19 +53,25 @@ import Testing
 
     // MARK: - Accuracy
 
-    @Test(arguments: [40, 96], [Scaling.act, .duo])
-    func neverWorseThanRoundToNearestAndBetterOnOutliers(rows: Int, scaling: Scaling) throws {
+    /// Rows the fake calibration draws, the objective (XᵀX of all rows, or kept rows) and the scaling.
+    struct Case: Sendable, CustomTestStringConvertible {
+        var rows: Int, gram: Bool, scaling: String
+        var testDescription: String { "\(rows) rows, \(gram ? "XᵀX" : "kept rows"), \(scaling) scaling" }
+        static let all = [40, 96].flatMap { r in [true, false].flatMap { g in ["act", "duo"].map { Case(rows: r, gram: g, scaling: $0) } } }
+    }
+
+    @Test(arguments: Case.all)
+    func neverWorseThanRoundToNearestAndBetterOnOutliers(_ c: Case) throws {
         let model = try T.llama()
         let rtn = try T.run("int4-rtn", model, ["group-size": "32"], service: nil)
-        let awq = try T.run("int4-awq", model, ["group-size": "32", "grid": "10", "scaling": scaling.rawValue], service: FakeCalibration(rows: rows))
-        let a = try AWQPassTests.groupErrors(model, awq, rows: rows), r = try AWQPassTests.groupErrors(model, rtn, rows: rows)
+        let awq = try T.run("int4-awq", model, ["group-size": "32", "grid": "10", "scaling": c.scaling, "calib-gram": String(c.gram)],
+                            service: FakeCalibration(rows: c.rows))
+        let a = try AWQPassTests.groupErrors(model, awq, rows: c.rows), r = try AWQPassTests.groupErrors(model, rtn, rows: c.rows)
         for (x, y) in zip(a, r) { #expect(x.1 <= y.1 * (1 + 1e-5), "\(x.0): AWQ \(x.1) vs RTN \(y.1)") }
         let ratio = a.map(\.1).reduce(0, +) / r.map(\.1).reduce(0, +)
         #expect(ratio < 0.8, "AWQ/RTN output error \(ratio)")
         #expect(awq.quantization == QuantizationRecord(algorithm: "W4A16_AWQ", groupSize: 32, excludedModules: ["lm_head"]))
     }
-
-    enum Scaling: String, CaseIterable, Sendable { case act, duo }
 
     @Test func alphaZeroIsRoundToNearest() throws {
         let model = try T.llama()
@@ -147,8 +153,11 @@ import Testing
         let out = try T.run("int4-awq", model, ["group-size": "32", "grid": "4", "w4a8": "true"], service: service)
         #expect(out.quantization?.algorithm == "W4A8_AWQ")
         let request = try #require(service.requests.first)
-        #expect(request.captureRows == 512 && request.only == (0..<2).flatMap { l in
+        #expect(request.hessian && request.captureRows == 0 && request.only == (0..<2).flatMap { l in
             ["self_attn.q_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.down_proj"].map { T.name(l, $0 + ".weight") } })
+        let rows = FakeCalibration()
+        _ = try T.run("int4-awq", model, ["group-size": "32", "grid": "2", "calib-gram": "false", "calib-rows": "64"], service: rows)
+        #expect(rows.requests.first.map { !$0.hessian && $0.captureRows == 64 } == true)
         for g in try LinearTopology.llama(model).groups where g.role != "lm_head" {
             let x = FakeCalibration.activations(g.weights[0], rows: 96, cols: model[g.weights[0]]!.shape[1])
             let cols = model[g.weights[0]]!.shape[1]
@@ -214,5 +223,73 @@ import Testing
         let padded = try T.run("int4-awq", stories, ["group-size": "64", "grid": "4", "indivisible": "pad"])
         #expect(padded[T.name(0, "mlp.down_proj.weight")]!.quant?.scale.shape == [64, 3])
         #expect(padded.provenance.last?.hasPrefix("int4-awq: 14 linears in 8 groups to W4A16_AWQ group 64") == true)
+    }
+}
+
+/// The pass's output goes through the unified HF and TensorRT-LLM writers and reads back to the same
+/// dequantized weights (pre-quant scales and folded norms included).
+@Suite struct AWQExportTests {
+    typealias T = PassTest
+
+    /// Every weight as the layer applies it: dequant(q) ⊙ p (columns), or the float tensor.
+    static func effective(_ m: Model) throws -> [String: [Float]] {
+        var out: [String: [Float]] = [:]
+        for t in m.tensors {
+            guard let q = t.quant else { out[t.name] = try t.floats(); continue }
+            var w = try q.dequantize(t).floats()
+            if let p = try q.preQuantScale?.floats() {
+                for i in w.indices { w[i] *= p[i % p.count] }
+            }
+            out[t.name] = w
+        }
+        return out
+    }
+
+    @Test(arguments: ["hf-quant", "trtllm"], [false, true])
+    func roundTripsThroughTheWriters(format: String, w4a8: Bool) throws {
+        let model = try T.llama()
+        let out = try T.run("int4-awq", model, ["group-size": "32", "grid": "4", "w4a8": String(w4a8)])
+        let dir = TemporaryDirectory("kiln-awq-export")
+        let path = dir.file("out")
+        try TestEnvironment.plugins.writer(named: format, for: path).write(out, to: path, context: KilnContext())
+        let back = try TestEnvironment.plugins.reader(for: path, named: format).read(path: path, context: KilnContext())
+        #expect(back.quantization?.algorithm == (w4a8 ? "W4A8_AWQ" : "W4A16_AWQ"))
+        let a = try AWQExportTests.effective(out), b = try AWQExportTests.effective(back)
+        for name in T.linears() + ["model.layers.0.input_layernorm.weight", "model.layers.1.post_attention_layernorm.weight"] {
+            let x = try #require(a[name]), y = try #require(b[name], "\(name) missing after \(format)")
+            #expect(x.count == y.count && zip(x, y).allSatisfy { abs($0 - $1) <= 1e-6 * max(1, abs($0)) }, "\(name)")
+        }
+    }
+}
+
+/// A layer-by-layer calibration service over ``FakeCalibration``: the statistics of layer L only, in order.
+final class FakeLayerwiseCalibration: LayerwiseCalibrationService {
+    let inner = FakeCalibration()
+    private(set) var layers: [Int] = []
+
+    func calibrate(_ model: Model, request: CalibrationRequest, progress: ProgressSink?) throws -> CalibrationStatistics {
+        try inner.calibrate(model, request: request, progress: progress)
+    }
+
+    func calibrateLayerwise(_ model: Model, request: CalibrationRequest, progress: ProgressSink?,
+                            update: (Int, CalibrationStatistics) throws -> [Tensor]) throws {
+        let all = try inner.calibrate(model, request: request, progress: progress)
+        for layer in 0..<(try LinearTopology.llama(model).layerCount) {
+            let mine = all.linears.filter { $0.key.hasPrefix("model.layers.\(layer).") }
+            layers.append(layer)
+            #expect(try update(layer, CalibrationStatistics(linears: mine, tokens: all.tokens)).isEmpty)
+        }
+    }
+}
+
+@Suite struct AWQLayerwiseTests {
+    @Test func layerByLayerCalibrationGivesTheSameBytes() throws {
+        let model = try PassTest.llama()
+        let service = FakeLayerwiseCalibration()
+        let options = ["group-size": "32", "grid": "4"]
+        let a = try PassTest.run("int4-awq", model, options, service: service)
+        let b = try PassTest.run("int4-awq", model, options, service: FakeCalibration())
+        #expect(service.layers == [0, 1])
+        #expect(try PassTest.fingerprint(a) == PassTest.fingerprint(b))
     }
 }

@@ -8,7 +8,8 @@ import Testing
 /// Every group of linears reading the same input (``LinearTopology``) gets `rows` rows drawn from
 /// SplitMix64 seeded by the group's first weight name; channel j has magnitude `1 + 10·[j % 13 == 0]`
 /// (a few outlier channels, as real LLM activations have). K/V maxima are `3 + layer` and `1.5 + layer/2`.
-/// `overrides` replaces a linear's per-channel maxima. Requests are recorded.
+/// `overrides` replaces a linear's per-channel maxima. XᵀX (f64) when the request asks for `hessian`.
+/// Requests are recorded.
 final class FakeCalibration: CalibrationService {
     let rows: Int
     var overrides: [String: [Float]] = [:]
@@ -24,6 +25,18 @@ final class FakeCalibration: CalibrationService {
         for b in first.utf8 { seed = (seed ^ UInt64(b)) &* 0x100_0000_01B3 }
         var rng = SplitMix64(seed: seed)
         return (0..<(rows * cols)).map { i in rng.nextSigned() * (i % cols % 13 == 0 ? 11 : 1) }
+    }
+
+    /// XᵀX in f64, row-major `[cols, cols]`, of rows `x` (`[n, cols]`).
+    static func gram(_ x: [Float], cols: Int) -> [Double] {
+        var h = [Double](repeating: 0, count: cols * cols)
+        for r in 0..<(x.count / cols) {
+            for i in 0..<cols where x[r * cols + i] != 0 {
+                let xi = Double(x[r * cols + i])
+                for j in 0..<cols { h[i * cols + j] += xi * Double(x[r * cols + j]) }
+            }
+        }
+        return h
     }
 
     func calibrate(_ model: Model, request: CalibrationRequest, progress: ProgressSink?) throws -> CalibrationStatistics {
@@ -45,6 +58,7 @@ final class FakeCalibration: CalibrationService {
                 if let o = overrides[w] { s.inputAbsMax = o }
                 s.tokens = n
                 if request.captureRows > 0 { s.capturedInputs = Array(x[0..<(min(n, request.captureRows) * cols)]) }
+                if request.hessian { s.hessian = FakeCalibration.gram(x, cols: cols) }
                 stats.linears[w] = s
             }
         }
