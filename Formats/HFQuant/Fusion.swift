@@ -28,7 +28,7 @@ enum Format: Equatable {
         case (.int8, .perChannel(axis: 0)): return .int8
         case (.int4, .perBlock(axis: 1, let g)):
             guard t.shape[1] % g == 0 else {
-                throw KilnError(.unsupported, path: at, "dim 1 (\(t.shape[1])) is not a multiple of the group size \(g)")
+                throw KilnError(.unsupported, path: at, "dim 1 (\(t.shape[1])) is not a multiple of the group size \(g): a unified HF checkpoint stores whole groups only; quantize with --option indivisible=skip to keep such layers in high precision, or write ONNX (--to onnx), which stores a partial last block")
             }
             return .int4(group: g)
         default:

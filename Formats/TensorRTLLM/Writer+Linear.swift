@@ -161,7 +161,7 @@ extension RankBuilder {
         let specs = q.specs.map { $0! }
         let first = weights[0].name
         guard l.inFeatures % group == 0 else {
-            throw KilnError(.unsupported, path: ["tensor \"\(first)\""], "dim 1 (\(l.inFeatures)) is not a multiple of the group size \(group)")
+            throw KilnError(.unsupported, path: ["tensor \"\(first)\""], "dim 1 (\(l.inFeatures)) is not a multiple of the group size \(group): a TensorRT-LLM checkpoint stores whole groups only; quantize with --option indivisible=skip to keep such layers in high precision, or write ONNX (--to onnx), which stores a partial last block")
         }
         if l.parallel == .row, (l.inFeatures / tp) % group != 0 {
             throw KilnError(.invalidInput, path: ["tensor \"\(first)\""],

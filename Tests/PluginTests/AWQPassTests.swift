@@ -1,3 +1,4 @@
+import Foundation
 import KilnCore
 import KilnEngine
 import KilnTestKit
@@ -259,6 +260,22 @@ import Testing
             let x = try #require(a[name]), y = try #require(b[name], "\(name) missing after \(format)")
             #expect(x.count == y.count && zip(x, y).allSatisfy { abs($0 - $1) <= 1e-6 * max(1, abs($0)) }, "\(name)")
         }
+    }
+
+    /// Partial last groups (indivisible=pad) have no layout in the whole-group formats: the writer says
+    /// which tensor, why, and what to do instead, and leaves no output behind.
+    @Test(arguments: ["hf-quant", "trtllm"])
+    func paddedGroupsAreRefusedWithTheWayOut(format: String) throws {
+        let padded = try T.run("int4-rtn", try SyntheticModel.llama(), ["group-size": "64", "indivisible": "pad"])
+        let dir = TemporaryDirectory("kiln-awq-pad")
+        let path = dir.file("out")
+        let message = T.error {
+            try TestEnvironment.plugins.writer(named: format, for: path).write(padded, to: path, context: KilnContext())
+        }?.description ?? ""
+        #expect(message.contains("\"model.layers.0.mlp.down_proj.weight\""), "\(message)")
+        #expect(message.contains("dim 1 (172) is not a multiple of the group size 64"), "\(message)")
+        #expect(message.contains("indivisible=skip") && message.contains("--to onnx"), "\(message)")
+        #expect(!FileManager.default.fileExists(atPath: path))
     }
 }
 
