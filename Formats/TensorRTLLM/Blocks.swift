@@ -4,8 +4,9 @@ import KilnCore
 ///
 /// Logical element (i, j) is stored at `i·cols + j`, or at `j·cols + i` when `transposed`
 /// (a Conv1D `[in, out]` weight seen as `[out, in]`). A 1-D tensor of n elements is `[n, 1]`.
-struct MatrixView {
-    let base: UnsafeRawPointer
+/// `Base` is the pointer kind: ``MatrixView`` reads, ``MutableMatrixView`` writes.
+struct StridedMatrix<Base> {
+    let base: Base
     /// Stored rows and columns.
     let storedRows: Int
     let storedCols: Int
@@ -20,21 +21,8 @@ struct MatrixView {
     }
 }
 
-/// Mutable counterpart of ``MatrixView``.
-struct MutableMatrixView {
-    let base: UnsafeMutableRawPointer
-    let storedRows: Int
-    let storedCols: Int
-    let elementSize: Int
-    let transposed: Bool
-
-    var rows: Int { transposed ? storedCols : storedRows }
-    var cols: Int { transposed ? storedRows : storedCols }
-
-    func offset(_ i: Int, _ j: Int) -> Int {
-        (transposed ? j * storedCols + i : i * storedCols + j) * elementSize
-    }
-}
+typealias MatrixView = StridedMatrix<UnsafeRawPointer>
+typealias MutableMatrixView = StridedMatrix<UnsafeMutableRawPointer>
 
 enum Blocks {
     /// `dst[dstRow + a, dstCol + b] = src[rows.lowerBound + a, cols.lowerBound + b]` for the whole block.
