@@ -8,6 +8,9 @@
                                               from transformers' modeling_gpt2 (not from Kiln), for the
                                               sequences of IDS (JSON list of lists, equal lengths) → OUT
                                               (float32 [batch, seq, vocab])
+  arch_check.py gpt2-ppl DIR TEXT MAX SEQ_LEN perplexity by protocol kiln-ppl-v1 (ids of TEXT by `tokenizers`, no
+                                              special tokens, first MAX; [BOS] + chunks of SEQ_LEN − 1, every
+                                              chunk id scored once) with the numpy forward above
   arch_check.py bert-extract MODEL.onnx OUT_DIR
                                               the weights of a BertModel ONNX export as a HF BertModel folder:
                                               initializers renamed to HF names, MatMul weights transposed to
@@ -102,13 +105,16 @@ def gelu_new(x):
     return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * np.power(x, 3.0))))
 
 
-def gpt2_forward(folder, ids_path, out):
+def gpt2_load(folder):
     from safetensors.numpy import load_file
     with open(os.path.join(folder, "config.json")) as f:
         cfg = json.load(f)
-    with open(ids_path) as f:
-        ids = np.asarray(json.load(f), dtype=np.int64)
     w = {k: v.astype(np.float64) for k, v in load_file(os.path.join(folder, "model.safetensors")).items()}
+    return cfg, w
+
+
+def gpt2_logits(cfg, w, ids):
+    """transformers' GPT2LMHeadModel.forward (eval mode, no cache) for ids [batch, seq], float64."""
     e, nh, eps = cfg["n_embd"], cfg["n_head"], cfg["layer_norm_epsilon"]
     hd = e // nh
     batch, seq = ids.shape
@@ -133,9 +139,33 @@ def gpt2_forward(folder, ids_path, out):
         m = gelu_new(x @ w[p + "mlp.c_fc.weight"] + w[p + "mlp.c_fc.bias"])
         h = h + (m @ w[p + "mlp.c_proj.weight"] + w[p + "mlp.c_proj.bias"])
     h = layer_norm(h, w["transformer.ln_f.weight"], w["transformer.ln_f.bias"], eps)
-    logits = h @ w["transformer.wte.weight"].T  # tied lm_head
+    return h @ w["transformer.wte.weight"].T  # tied lm_head
+
+
+def gpt2_forward(folder, ids_path, out):
+    cfg, w = gpt2_load(folder)
+    with open(ids_path) as f:
+        ids = np.asarray(json.load(f), dtype=np.int64)
+    logits = gpt2_logits(cfg, w, ids)
     logits.astype("<f4").tofile(out)
     ok(shape=list(logits.shape))
+
+
+def gpt2_ppl(folder, text_path, max_tokens, seq_len):
+    from tokenizers import Tokenizer
+    cfg, w = gpt2_load(folder)
+    tok = Tokenizer.from_file(os.path.join(folder, "tokenizer.json"))
+    with open(text_path, encoding="utf-8") as f:
+        ids = tok.encode(f.read(), add_special_tokens=False).ids[:int(max_tokens)]
+    chunk, nll, count = int(seq_len) - 1, 0.0, 0
+    for start in range(0, len(ids), chunk):
+        seq = [cfg["bos_token_id"]] + ids[start:start + chunk]
+        logits = gpt2_logits(cfg, w, np.asarray([seq]))[0]
+        logp = logits - logits.max(-1, keepdims=True)
+        logp = logp - np.log(np.exp(logp).sum(-1, keepdims=True))
+        nll -= sum(logp[t - 1, seq[t]] for t in range(1, len(seq)))
+        count += len(seq) - 1
+    ok(perplexity=math.exp(nll / count), tokens=count)
 
 
 # ---------------------------------------------------------------- BERT
@@ -235,7 +265,7 @@ def ort_run(model_path, ids_path, out):
 
 def main():
     cmd, args = (sys.argv[1], sys.argv[2:]) if len(sys.argv) > 1 else ("", [])
-    commands = {"gpt2-make": (gpt2_make, 2), "gpt2-forward": (gpt2_forward, 3), "bert-extract": (bert_extract, 2),
+    commands = {"gpt2-make": (gpt2_make, 2), "gpt2-forward": (gpt2_forward, 3), "gpt2-ppl": (gpt2_ppl, 4), "bert-extract": (bert_extract, 2),
                 "bert-ort": (bert_ort, 3), "ort-run": (ort_run, 3)}
     if cmd not in commands or len(args) != commands[cmd][1]:
         print(__doc__, file=sys.stderr)
