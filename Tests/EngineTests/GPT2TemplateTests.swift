@@ -138,4 +138,15 @@ import Testing
         let same = try JSONValue.parse(compare.stdout)
         #expect(same["top1_agreement"]?.doubleValue == 1 && same["perplexity_a"] == same["perplexity_b"], "\(compare.stdout)")
     }
+
+    /// HF → TensorRT-LLM (tp 2) → HF: the merged checkpoint runs to the same logits, bit for bit.
+    @Test func tensorRTLLMRoundTripRunsToTheSameLogits() throws {
+        guard let python = TestEnvironment.python else { return }
+        let dir = TemporaryDirectory("kiln-gpt2")
+        guard let folder = try ArchFixture.gpt2(python, in: dir) else { return }
+        let model = try EngineFixtures.load(folder)
+        try CheckpointFixture.write(model, "trtllm", to: dir.file("trt"), ["tp": "2"])
+        let back = try CheckpointFixture.read(dir.file("trt"), "trtllm")
+        #expect(try Executor(model: back).logits(Self.ids).values == Executor(model: model).logits(Self.ids).values)
+    }
 }
