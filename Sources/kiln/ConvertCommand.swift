@@ -77,11 +77,7 @@ struct ConvertCommand: ParsableCommand {
         }
         if writer.name == "onnx", model.graph == nil, model.config != nil {
             // Weights-only input (a Hugging Face checkpoint): build the graph from config.json.
-            let graph = try Architectures.graph(for: model)
-            // Tensors the graph does not read (GPT-2's attn.bias mask buffers) stay out of the ONNX file.
-            let used = Set(graph.initializerNames)
-            for name in model.tensorNames where !used.contains(name) { model.remove(name) }
-            model.graph = graph
+            try Architectures.attachGraph(to: model)
         }
         try writer.write(model, to: output, context: context)
         let seconds = monotonicSeconds() - started

@@ -135,6 +135,16 @@ public enum Architectures {
         return try template(for: config).build(config, model)
     }
 
+    /// Give a weights-only `model` (a Hugging Face checkpoint) the graph its template builds, and drop
+    /// the tensors the graph does not read (GPT-2's `attn.bias` mask buffers), e.g. before an ONNX export.
+    /// - Throws: as ``graph(for:)``.
+    public static func attachGraph(to model: Model) throws {
+        let graph = try self.graph(for: model)
+        let used = Set(graph.initializerNames)
+        for name in model.tensorNames where !used.contains(name) { model.remove(name) }
+        model.graph = graph
+    }
+
     /// The `architectures` list of a config.
     static func architectureNames(_ config: JSONValue) throws -> [String] {
         guard let value = config["architectures"] else {
