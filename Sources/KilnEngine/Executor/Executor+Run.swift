@@ -183,7 +183,7 @@ extension Executor {
                 Kernels.rope(result.pointer, rows: result.rows, heads: heads, headDim: headDim, positions: pos.baseAddress!, table: table)
             }
         case .attention(let spec, let slot):
-            var (q, k, v) = try spec.fused ? split(value(0), spec) : (value(0), value(1), value(2))
+            var (q, k, v) = try spec.fused ? split(value(0), spec, context: context) : (value(0), value(1), value(2))
             defer { if spec.fused { pool.recycle(&q); pool.recycle(&k); pool.recycle(&v) } }
             let kvCols = spec.kvHeads * spec.headDim
             guard q.cols == spec.heads * spec.headDim, k.cols == kvCols, v.cols == kvCols, q.rows == run.batch * run.seq else {
@@ -227,10 +227,10 @@ extension Executor {
     }
 
     /// The columns `[q | k | v]` of a fused projection as three activations from the pool.
-    private func split(_ qkv: Activation, _ spec: AttentionSpec) throws -> (Activation, Activation, Activation) {
+    private func split(_ qkv: Activation, _ spec: AttentionSpec, context: [String]) throws -> (Activation, Activation, Activation) {
         let qCols = spec.heads * spec.headDim, kvCols = spec.kvHeads * spec.headDim
         guard qkv.cols == qCols + 2 * kvCols else {
-            throw KilnError.mismatch(file: nil, path: ["graph", "input 0"], expected: "\(qCols + 2 * kvCols) columns (fused q, k, v)", found: "\(qkv.cols)")
+            throw KilnError.mismatch(file: nil, path: context + ["input 0"], expected: "\(qCols + 2 * kvCols) columns (fused q, k, v)", found: "\(qkv.cols)")
         }
         let parts = [allocate(qkv.rows, qCols), allocate(qkv.rows, kvCols), allocate(qkv.rows, kvCols)]
         for r in 0..<qkv.rows {
