@@ -13,9 +13,9 @@ import KilnCore
 /// Supported ops: `Gather`, `Add`, `Mul`, `Sigmoid`, `Tanh`, `Softmax` (last axis), `MatMul`
 /// (activation × 2-D weight), `LayerNormalization` (last axis) and the Kiln ops of ``KilnOp``.
 /// Graph inputs `input_ids`, `position_ids`, `token_type_ids` (all 0: one segment) and
-/// `attention_mask` (the real tokens of right-padded sequences) are supplied by the executor. Activation buffers are recycled within and
-/// between forwards (``releaseScratchMemory()`` frees them). Not thread-safe: one forward at a
-/// time per executor.
+/// `attention_mask` (the real tokens of right-padded sequences) are supplied by the executor.
+/// Activation buffers are recycled within and between forwards (``releaseScratchMemory()`` frees
+/// them). Not thread-safe: one forward at a time per executor.
 ///
 /// ```swift
 /// let exec = try Executor(model: model)                    // graph from config.json's template
@@ -36,7 +36,7 @@ public final class Executor: @unchecked Sendable {
 
     let steps: [Step]
     let weights: WeightStore
-    /// Index of the last step that mixes rows (attention); later steps are row-wise.
+    /// Index of the last step that mixes rows (attention, first-token selection); later steps are row-wise.
     let lastMixingStep: Int
     let outputName: String
     /// Every graph output (kept to the end of a forward).
