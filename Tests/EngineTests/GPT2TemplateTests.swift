@@ -45,6 +45,19 @@ import Testing
         #expect(try Executor(model: bare).logits(Self.ids).values == logits.values)
     }
 
+    /// GPT2Config's attention scaling switches, against the reference with the same config.
+    @Test(arguments: [["scale_attn_weights": false], ["scale_attn_by_inverse_layer_idx": true]] as [[String: Bool]])
+    func attentionScalingFollowsTheConfig(_ edit: [String: Bool]) throws {
+        guard let python = TestEnvironment.python else { return }
+        let dir = TemporaryDirectory("kiln-gpt2")
+        guard let folder = try ArchFixture.gpt2(python, in: dir) else { return }
+        try CheckpointFixture.editJSON(folder + "/config.json") { o in for (k, v) in edit { o[k] = .bool(v) } }
+        try ArchFixture.writeIDs(Self.ids, to: dir.file("ids.json"))
+        try ArchFixture.run(python, ["gpt2-forward", folder, dir.file("ids.json"), dir.file("ref.f32")])
+        let logits = try Executor(model: try EngineFixtures.load(folder)).logits(Self.ids)
+        #expect(EngineFixtures.maxRelativeError(logits.values, try ArchFixture.floats(dir.file("ref.f32")), rowLength: logits.vocab) < 1e-4)
+    }
+
     @Test func graphTiesTheHeadAndReadsConv1DWeightsTransposed() throws {
         let model = try CheckpointFixture.gpt2()
         let graph = try Architectures.graph(for: model)

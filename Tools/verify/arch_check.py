@@ -129,7 +129,11 @@ def gpt2_logits(cfg, w, ids):
         q, k, v = np.split(qkv, 3, axis=-1)  # GPT2Attention: query, key, value = c_attn(x).split(split_size, dim=2)
         heads = lambda t: t.reshape(batch, seq, nh, hd).transpose(0, 2, 1, 3)
         q, k, v = heads(q), heads(k), heads(v)
-        scores = q @ k.transpose(0, 1, 3, 2) / math.sqrt(hd)
+        scores = q @ k.transpose(0, 1, 3, 2)
+        if cfg.get("scale_attn_weights", True):
+            scores = scores / math.sqrt(hd)
+        if cfg.get("scale_attn_by_inverse_layer_idx", False):
+            scores = scores / float(i + 1)
         scores = np.where(causal, scores, np.finfo(np.float64).min)
         scores = np.exp(scores - scores.max(-1, keepdims=True))
         probs = scores / scores.sum(-1, keepdims=True)
