@@ -53,21 +53,26 @@ public struct BertConfig: Sendable, Equatable {
     }
 
     /// Every weight the encoder needs with its shape (HF BertModel names after `prefix`).
-    /// - Parameter prefix: empty (BertModel, sentence-transformers) or `bert.` (BertForMaskedLM and other heads).
-    public func expectedWeights(prefix: String) -> [(name: String, shape: [Int])] {
+    /// - Parameters:
+    ///   - prefix: empty (BertModel, sentence-transformers) or `bert.` (BertForMaskedLM and other heads).
+    ///   - layerNorm: the LayerNorm tensor names: `weight`/`bias`, or `gamma`/`beta` (older checkpoints
+    ///     such as bert-base-uncased, which transformers renames on load).
+    public func expectedWeights(prefix: String, layerNorm: (scale: String, bias: String) = ("weight", "bias")) -> [(name: String, shape: [Int])] {
         let h = hiddenSize, i = intermediateSize
         let e = prefix + "embeddings."
         var list: [(name: String, shape: [Int])] = [
             (e + "word_embeddings.weight", [vocabSize, h]), (e + "position_embeddings.weight", [maxPositions, h]),
-            (e + "token_type_embeddings.weight", [typeVocabSize, h]), (e + "LayerNorm.weight", [h]), (e + "LayerNorm.bias", [h]),
+            (e + "token_type_embeddings.weight", [typeVocabSize, h]),
+            (e + "LayerNorm." + layerNorm.scale, [h]), (e + "LayerNorm." + layerNorm.bias, [h]),
         ]
         for l in 0..<layers {
             let p = prefix + "encoder.layer.\(l)."
             for (name, shape) in [("attention.self.query", [h, h]), ("attention.self.key", [h, h]), ("attention.self.value", [h, h]),
                                   ("attention.output.dense", [h, h]), ("attention.output.LayerNorm", [h]),
                                   ("intermediate.dense", [i, h]), ("output.dense", [h, i]), ("output.LayerNorm", [h])] {
-                list.append((p + name + ".weight", shape))
-                list.append((p + name + ".bias", [shape[0]]))
+                let norm = name.hasSuffix("LayerNorm")
+                list.append((p + name + "." + (norm ? layerNorm.scale : "weight"), shape))
+                list.append((p + name + "." + (norm ? layerNorm.bias : "bias"), [shape[0]]))
             }
         }
         return list
@@ -87,7 +92,8 @@ public struct BertConfig: Sendable, Equatable {
 }
 
 /// BERT encoders: `BertModel`; `BertForMaskedLM` checkpoints are read as their encoder (`bert.` prefix,
-/// the masked-LM head is not run).
+/// the masked-LM head is not run). LayerNorm tensors may be named `weight`/`bias` or, as in older
+/// checkpoints, `gamma`/`beta`.
 ///
 /// Post-LayerNorm encoder layers with bidirectional attention over the real tokens:
 /// ```
@@ -108,7 +114,8 @@ public enum BertTemplate: ArchitectureTemplate {
     public static func build(config: JSONValue, weights: Model) throws -> Graph {
         let cfg = try BertConfig(config: config)
         let prefix = weights["bert.embeddings.word_embeddings.weight"] != nil ? "bert." : ""
-        try WeightCheck.validate(weights, expected: cfg.expectedWeights(prefix: prefix),
+        let norm = weights[prefix + "embeddings.LayerNorm.gamma"] != nil ? (scale: "gamma", bias: "beta") : (scale: "weight", bias: "bias")
+        try WeightCheck.validate(weights, expected: cfg.expectedWeights(prefix: prefix, layerNorm: norm),
                                  needs: "BertModel with num_hidden_layers \(cfg.layers)", source: cfg.shapeSource)
         let pooler = prefix + "pooler.dense"
         var pooled = false
@@ -118,18 +125,19 @@ public enum BertTemplate: ArchitectureTemplate {
                                      needs: "the pooler (\(w.name) exists)", source: cfg.shapeSource)
             pooled = true
         }
-        return graph(cfg, prefix: prefix, pooler: pooled)
+        return graph(cfg, prefix: prefix, layerNorm: norm, pooler: pooled)
     }
 
     /// The graph for a validated config.
-    public static func graph(_ cfg: BertConfig, prefix: String, pooler: Bool) -> Graph {
+    public static func graph(_ cfg: BertConfig, prefix: String, layerNorm norm: (scale: String, bias: String) = ("weight", "bias"),
+                             pooler: Bool) -> Graph {
         var b = GraphBuilder()
         let e = prefix + "embeddings."
         let words = b.add(e + "word_embeddings", "Gather", [e + "word_embeddings.weight", "input_ids"])
         let types = b.add(e + "token_type_embeddings", "Gather", [e + "token_type_embeddings.weight", "token_type_ids"])
         let positions = b.add(e + "position_embeddings", "Gather", [e + "position_embeddings.weight", "position_ids"])
         let sum = b.add(e + "sum", "Add", [b.add(e + "word_and_type", "Add", [words, types]), positions])
-        var x = b.layerNorm(e + "LayerNorm", sum, eps: cfg.layerNormEps)
+        var x = b.layerNorm(e + "LayerNorm", sum, eps: cfg.layerNormEps, names: norm)
         for l in 0..<cfg.layers {
             let p = prefix + "encoder.layer.\(l)."
             let q = b.linear(p + "attention.self.query", x, bias: true)
@@ -141,12 +149,12 @@ public enum BertTemplate: ArchitectureTemplate {
             ])
             let o = b.linear(p + "attention.output.dense", a, bias: true)
             let h = b.layerNorm(p + "attention.output.LayerNorm", b.add(p + "attention.output.residual", "Add", [o, x]),
-                                eps: cfg.layerNormEps)
+                                eps: cfg.layerNormEps, names: norm)
             let i = b.gelu(p + "intermediate.act", b.linear(p + "intermediate.dense", h, bias: true), tanh: cfg.tanhGelu)
             let d = b.linear(p + "output.dense", i, bias: true)
             let last = l == cfg.layers - 1
             x = b.layerNorm(p + "output.LayerNorm", b.add(p + "output.residual", "Add", [d, h]), eps: cfg.layerNormEps,
-                            output: last ? "last_hidden_state" : nil)
+                            names: norm, output: last ? "last_hidden_state" : nil)
         }
         let dims: [Dim] = [.symbolic("batch"), .symbolic("seq")]
         var outputs = [ValueInfo(name: "last_hidden_state", dtype: .f32, dims: dims + [.fixed(cfg.hiddenSize)])]

@@ -81,6 +81,9 @@ struct GraphBuilder {
     var nodes: [Node] = []
     var weights: [String] = []
 
+    /// Input names that are checkpoint tensors (`gamma`/`beta`: LayerNorm in older BERT checkpoints).
+    static let weightSuffixes = [".weight", ".bias", ".gamma", ".beta"]
+
     var uniqueWeights: [String] {
         var seen = Set<String>()
         return weights.filter { seen.insert($0).inserted }
@@ -93,14 +96,16 @@ struct GraphBuilder {
         let out = output ?? name
         nodes.append(Node(name: name, opType: op, domain: kiln ? KilnOp.domain : "", inputs: inputs, outputs: [out],
                           attributes: attributes))
-        weights += inputs.filter { $0.hasSuffix(".weight") || $0.hasSuffix(".bias") }
+        weights += inputs.filter { name in GraphBuilder.weightSuffixes.contains { name.hasSuffix($0) } }
         return out
     }
 
-    /// ONNX `LayerNormalization` over the last axis with `name.weight` and `name.bias`.
-    mutating func layerNorm(_ name: String, _ x: String, eps: Double, output: String? = nil) -> String {
-        add(name, "LayerNormalization", [x, name + ".weight", name + ".bias"], [("axis", .int(-1)), ("epsilon", .float(Float(eps)))],
-            output: output)
+    /// ONNX `LayerNormalization` over the last axis with `name.weight` and `name.bias` (or the
+    /// `gamma`/`beta` of `names`).
+    mutating func layerNorm(_ name: String, _ x: String, eps: Double, names: (scale: String, bias: String) = ("weight", "bias"),
+                            output: String? = nil) -> String {
+        add(name, "LayerNormalization", [x, name + "." + names.scale, name + "." + names.bias],
+            [("axis", .int(-1)), ("epsilon", .float(Float(eps)))], output: output)
     }
 
     /// `kiln.Gelu`, exact (erf) or with the tanh approximation.
