@@ -10,11 +10,16 @@ import KilnCore
 /// outputs back at the end:
 /// ```
 /// kiln.Linear(x, W[out,in], b?)   → Gemm(x, W, b, transB=1)              (Q/DQ finds W on Gemm input 1)
+///   weight_layout "in_out"        → Gemm(x, W, b)                        (GPT-2 Conv1D, W[in,out])
 /// kiln.RMSNorm(x, w; epsilon)     → x / Sqrt(ReduceMean(x·x, -1) + ε) · w
+/// kiln.Gelu(x; approximate)       → 0.5·x·(1 + Erf(x/√2)), or 0.5·x·(1 + Tanh(√(2/π)·(x + 0.044715·x³)))
+/// kiln.FirstToken(x)              → Gather(Reshape(x, [batch, seq, F]), 0, axis=1)
 /// kiln.RoPE(x, pos; heads, dim)   → x·cos + rotate_half(x)·sin on [N, heads, dim], with
 ///                                   angle = f32(pos) · inv_freq (transformers' f32 inverse frequencies)
 /// kiln.Attention(q, k, v; …)      → [b, H, s, d] heads (GQA by Expand), Softmax(q·kᵀ·scale masked) · v;
-///                                   causal (and sliding-window) mask from Trilu on [s, s]
+///                                   causal (and sliding-window) mask from Trilu on [s, s]; a fused
+///                                   [q | k | v] input is cut by Slice; an attention_mask input hides
+///                                   keys through Where(mask[b, 1, 1, s], scores, −∞)
 /// ```
 enum KilnLowering {
     static let domain = "kiln"
@@ -34,7 +39,9 @@ enum KilnLowering {
         b.tokensShape = b.add("Shape", [reference.name], hint: "tokens_shape")
         var renamed: [String: String] = [:]
         for input in tokenInputs {
-            renamed[input.name] = b.add("Reshape", [input.name, b.ints([-1], hint: "flat")], hint: input.name + "_flat")
+            let flat = b.add("Reshape", [input.name, b.ints([-1], hint: "flat")], hint: input.name + "_flat")
+            renamed[input.name] = flat
+            b.unflattened[flat] = input.name
         }
         let outputs3D = Dictionary(graph.outputs.filter { $0.dims?.count == 3 }.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         for var node in graph.nodes {
@@ -66,6 +73,8 @@ enum KilnLowering {
         var nodes: [Node] = []
         var tensors: [Tensor] = []
         var tokensShape = ""
+        /// Graph token input of each flattened value (`attention_mask` keeps its [batch, seq] form).
+        var unflattened: [String: String] = [:]
         private var cache: [String: String] = [:]
 
         init(names: NameTable, opset: Int) {
@@ -126,7 +135,24 @@ enum KilnLowering {
             let out = n.outputs[0]
             switch n.opType {
             case "Linear":
-                add("Gemm", Array(n.inputs.prefix(3)), [("transB", .int(1))], hint: n.name, output: out)
+                var transB: Int64 = 1
+                if case .string(let layout)? = n.attribute("weight_layout") {
+                    switch String(decoding: layout, as: UTF8.self) {
+                    case "out_in": transB = 1
+                    case "in_out": transB = 0
+                    case let other: throw KilnError(.unsupported, path: here + ["weight_layout"], "expected out_in or in_out, found \"\(other)\"")
+                    }
+                }
+                add("Gemm", Array(n.inputs.prefix(3)), [("transB", .int(transB))], hint: n.name, output: out)
+            case "Gelu":
+                var approximate = "none"
+                if case .string(let a)? = n.attribute("approximate") { approximate = String(decoding: a, as: UTF8.self) }
+                try gelu(n, tanh: approximate == "tanh", valid: ["none", "tanh"].contains(approximate), out: out)
+            case "FirstToken":
+                let shape = add("Concat", [tokensShape, ints([-1], hint: "features")], [("axis", .int(0))], hint: n.name + ".shape")
+                let x3 = add("Reshape", [n.inputs[0], shape], hint: n.name + ".tokens")
+                let zero = constant("i64:scalar:0", hint: "first") { Tensor(name: $0, dtype: .i64, shape: [], values: [Int64(0)]) }
+                add("Gather", [x3, zero], [("axis", .int(1))], hint: n.name, output: out)
             case "RMSNorm":
                 let eps = floats([float("epsilon") ?? 1e-6], shape: [], hint: "rms_epsilon")
                 let x = n.inputs[0]
@@ -176,20 +202,54 @@ enum KilnLowering {
             return (cos, sin)
         }
 
+        /// `kiln.Gelu`: exact (Erf) or the tanh approximation, from elementary ops (opset 17 has no Gelu).
+        mutating func gelu(_ n: Node, tanh: Bool, valid: Bool, out: String) throws {
+            guard valid else {
+                throw KilnError(.unsupported, path: ["node \"\(n.name)\"", "approximate"], "expected none or tanh")
+            }
+            let x = n.inputs[0], p = n.name
+            let inner: String
+            if tanh {
+                let cube = add("Mul", [add("Mul", [x, x], hint: p + ".square"), x], hint: p + ".cube")
+                let sum = add("Add", [x, add("Mul", [cube, floats([0.044715], shape: [], hint: "gelu_cubic")], hint: p + ".cubic")], hint: p + ".poly")
+                let scaled = add("Mul", [sum, floats([(2 / Float.pi).squareRoot()], shape: [], hint: "gelu_sqrt_2_over_pi")], hint: p + ".scaled")
+                inner = add("Tanh", [scaled], hint: p + ".tanh")
+            } else {
+                inner = add("Erf", [add("Mul", [x, floats([1 / Float(2).squareRoot()], shape: [], hint: "gelu_inv_sqrt2")], hint: p + ".scaled")],
+                            hint: p + ".erf")
+            }
+            let onePlus = add("Add", [inner, floats([1], shape: [], hint: "one_f32")], hint: p + ".one_plus")
+            let half = add("Mul", [x, floats([0.5], shape: [], hint: "half_f32")], hint: p + ".half_x")
+            add("Mul", [half, onePlus], hint: p, output: out)
+        }
+
         mutating func attention(_ n: Node, heads: Int, kvHeads: Int, dim: Int, scale: Float, out: String) throws {
             guard kvHeads > 0, heads % kvHeads == 0 else {
                 throw KilnError(.invalidInput, path: ["node \"\(n.name)\""], "num_heads \(heads) is not a multiple of num_kv_heads \(kvHeads)")
             }
+            guard (1...4).contains(n.inputs.count) else {
+                throw KilnError(.invalidInput, path: ["node \"\(n.name)\""], "expected 1–4 inputs (qkv or q, k, v; then attention_mask), found \(n.inputs.count)")
+            }
             let p = n.name
+            var inputs = Array(n.inputs.prefix(n.inputs.count <= 2 ? 1 : 3))
+            let maskInput = n.inputs.count == 2 || n.inputs.count == 4 ? n.inputs.last : nil
+            if inputs.count == 1 {
+                let qCols = Int64(heads * dim), kvCols = Int64(kvHeads * dim)
+                let bounds = [(0, qCols, "q_part"), (qCols, qCols + kvCols, "k_part"), (qCols + kvCols, qCols + 2 * kvCols, "v_part")]
+                inputs = bounds.map { lo, hi, hint in
+                    add("Slice", [n.inputs[0], ints([lo], hint: "fused_start"), ints([hi], hint: "fused_end"), ints([1], hint: "axis1")],
+                        hint: p + "." + hint)
+                }
+            }
             func split(_ x: String, _ h: Int, _ perm: [Int64], _ hint: String) -> String {
                 let shape = add("Concat", [tokensShape, ints([Int64(h), Int64(dim)], hint: "heads_dim")], [("axis", .int(0))],
                                 hint: p + "." + hint + "_shape")
                 let x4 = add("Reshape", [x, shape], hint: p + "." + hint + "_4d")
                 return add("Transpose", [x4], [("perm", .ints(perm))], hint: p + "." + hint + "_heads")
             }
-            let q = split(n.inputs[0], heads, [0, 2, 1, 3], "q")
-            var kT = split(n.inputs[1], kvHeads, [0, 2, 3, 1], "k")
-            var v = split(n.inputs[2], kvHeads, [0, 2, 1, 3], "v")
+            let q = split(inputs[0], heads, [0, 2, 1, 3], "q")
+            var kT = split(inputs[1], kvHeads, [0, 2, 3, 1], "k")
+            var v = split(inputs[2], kvHeads, [0, 2, 1, 3], "v")
             let rep = heads / kvHeads
             if rep > 1 {
                 func repeatKV(_ x: String, _ target: [Int64], _ hint: String) -> String {
@@ -208,10 +268,22 @@ enum KilnLowering {
                 let allowed = mask(window: window)
                 scores = add("Where", [allowed, scores, floats([-Float.infinity], shape: [], hint: "minus_infinity")], hint: p + ".masked")
             }
+            if let maskInput {
+                let keys = try keyMask(unflattened[maskInput] ?? maskInput)
+                scores = add("Where", [keys, scores, floats([-Float.infinity], shape: [], hint: "minus_infinity")], hint: p + ".padding_masked")
+            }
             let probs = add("Softmax", [scores], [("axis", .int(-1))], hint: p + ".probs")
             let context = add("MatMul", [probs, v], hint: p + ".context")
             let t = add("Transpose", [context], [("perm", .ints([0, 2, 1, 3]))], hint: p + ".context_tokens")
             add("Reshape", [t, ints([-1, Int64(heads * dim)], hint: "tokens_features")], hint: p, output: out)
+        }
+
+        /// Bool [batch, 1, 1, seq] from an int [batch, seq] attention mask (1 = real token), computed once.
+        mutating func keyMask(_ mask: String) throws -> String {
+            once("key_mask:\(mask)") { b in
+                let wide = b.add("Unsqueeze", [mask, b.ints([1, 2], hint: "axes12")], hint: mask + "_4d")
+                return b.add("Cast", [wide], [("to", .int(9))], hint: mask + "_keys")
+            }
         }
 
         /// Bool [seq, seq]: key j visible from query i when j ≤ i (and i − j < window when window > 0).

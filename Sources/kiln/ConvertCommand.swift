@@ -77,7 +77,7 @@ struct ConvertCommand: ParsableCommand {
         }
         if writer.name == "onnx", model.graph == nil, model.config != nil {
             // Weights-only input (a Hugging Face checkpoint): build the graph from config.json.
-            model.graph = try Architectures.graph(for: model)
+            try Architectures.attachGraph(to: model)
         }
         try writer.write(model, to: output, context: context)
         let seconds = monotonicSeconds() - started

@@ -38,14 +38,14 @@ enum EngineSupport {
     /// - Throws: `KilnError(.invalidInput)` when the window is longer than the model's max_position_embeddings.
     static func perplexity(_ model: Model, tokenizer: Tokenizer, settings: EvalSettings,
                            progress: ProgressSink?) throws -> PerplexityResult {
-        if let maxPositions = model.config?["max_position_embeddings"]?.intValue, settings.seqLen > maxPositions {
-            throw KilnError.mismatch(file: nil, path: ["--seq-len"], expected: "at most max_position_embeddings = \(maxPositions)",
+        if let (field, maxPositions) = Executor.maxPositions(model.config), settings.seqLen > maxPositions {
+            throw KilnError.mismatch(file: nil, path: ["--seq-len"], expected: "at most \(field) = \(maxPositions)",
                                      found: "\(settings.seqLen)", note: "use a shorter --seq-len")
         }
         let text = try Perplexity.loadText(settings.text)
         guard !text.isEmpty else { throw KilnError(.invalidInput, file: settings.text, "the text is empty") }
         let ids = tokenizer.encode(text, addSpecialTokens: false).map(Int.init)
-        let executor = try Executor(model: model)
+        let executor = try Executor.languageModel(model)
         return try Perplexity.evaluate(executor, ids: ids, maxTokens: settings.maxTokens, seqLen: settings.seqLen,
                                        bosId: tokenizer.bosTokenId.map(Int.init), stride: settings.stride,
                                        batchSize: settings.batch) { done, total in

@@ -34,7 +34,7 @@ struct GenerateCommand: ParsableCommand {
         let promptIds = tok.encode(prompt, addSpecialTokens: false).map(Int.init)
         let ids = (tok.bosTokenId.map { [Int($0)] } ?? []) + promptIds
         guard !ids.isEmpty else { throw KilnError(.invalidInput, path: ["--prompt"], "empty prompt and the tokenizer has no BOS token") }
-        let executor = try Executor(model: m)
+        let executor = try Executor.languageModel(m)
         let out = try executor.generate(prompt: ids, maxNewTokens: maxTokens, eos: tok.eosTokenId.map(Int.init))
         // Decode prompt and continuation together: decoders treat the first token specially.
         let text = tok.decode((promptIds + out).map { Int32($0) })

@@ -60,19 +60,32 @@ import Testing
         }
     }
 
-    @Test(arguments: [(true, 0), (true, 3), (false, 0)])
-    func groupedQueryAttentionMatchesNaiveReference(causal: Bool, window: Int) throws {
+    /// `variant`: "masked" adds the attention_mask input (bidirectional attention over a padded batch
+    /// sees each sequence's real keys only); "fused" feeds one [q | k | v] input (GPT-2's c_attn).
+    @Test(arguments: [(true, 0, ""), (true, 3, ""), (false, 0, ""), (false, 0, "masked"), (true, 0, "fused"), (false, 0, "fused masked")])
+    func groupedQueryAttentionMatchesNaiveReference(causal: Bool, window: Int, variant: String) throws {
         let (heads, kvHeads, hd, vocab) = (4, 2, 8, 16)
         var rng = SplitMix64(seed: 3)
         let qt = OpGraph.random(&rng, vocab * heads * hd, scale: 2)
         let kt = OpGraph.random(&rng, vocab * kvHeads * hd, scale: 2), vt = OpGraph.random(&rng, vocab * kvHeads * hd, scale: 1)
         var g = OpGraph(tables: ["qt": (qt, [vocab, heads * hd]), "kt": (kt, [vocab, kvHeads * hd]), "vt": (vt, [vocab, kvHeads * hd])])
-        for (v, t) in [("q", "qt"), ("k", "kt"), ("v", "vt")] { g.node(v, "Gather", [t, "input_ids"]) }
+        var inputs = ["q", "k", "v"]
+        if variant.contains("fused") {
+            let rows = (0..<vocab).map { r in Array(qt[(r * heads * hd)..<((r + 1) * heads * hd)]) + Array(kt[(r * kvHeads * hd)..<((r + 1) * kvHeads * hd)])
+                + Array(vt[(r * kvHeads * hd)..<((r + 1) * kvHeads * hd)]) }
+            g.weights.append(Tensor(name: "qkvt", dtype: .f32, shape: [vocab, (heads + 2 * kvHeads) * hd], values: rows.flatMap { $0 }))
+            g.node("qkv", "Gather", ["qkvt", "input_ids"])
+            inputs = ["qkv"]
+        } else {
+            for (v, t) in [("q", "qt"), ("k", "kt"), ("v", "vt")] { g.node(v, "Gather", [t, "input_ids"]) }
+        }
+        if variant.contains("masked") { inputs.append("attention_mask") }
         var attrs: [(name: String, value: AttributeValue)] = [("num_heads", .int(4)), ("num_kv_heads", .int(2)), ("head_dim", .int(8)),
                                                               ("scale", .float(0.3)), ("causal", .int(causal ? 1 : 0))]
         if window > 0 { attrs.append(("sliding_window", .int(Int64(window)))) }
-        g.node("y", KilnOp.attention, ["q", "k", "v"], kiln: true, attrs)
-        let batch = causal ? [[3, 1, 4, 1, 5, 9, 2], [6, 5, 3, 5, 8]] : [[3, 1, 4, 1, 5, 9, 2]]
+        g.node("y", KilnOp.attention, inputs, kiln: true, attrs)
+        // Without a mask, bidirectional attention would see the padding: one sequence only then.
+        let batch = causal || variant.contains("masked") ? [[3, 1, 4, 1, 5, 9, 2], [6, 5, 3, 5, 8]] : [[3, 1, 4, 1, 5, 9, 2]]
         let got = try g.run(batch)
         let seq = batch.map(\.count).max()!
         for (b, ids) in batch.enumerated() {
@@ -87,6 +100,37 @@ import Testing
                         #expect(abs(Double(got[(b * seq + i) * heads * hd + h * hd + d]) - ref) < 1e-5)
                     }
                 }
+            }
+        }
+    }
+
+    /// LayerNormalization (torch.nn.LayerNorm: biased variance), kiln.Gelu exact and tanh, Tanh, against f64 formulas.
+    @Test(arguments: ["layernorm", "gelu", "gelu_tanh", "tanh"])
+    func encoderOpsMatchScalarReference(_ op: String) throws {
+        let (vocab, cols) = (6, 40)
+        var rng = SplitMix64(seed: 9)
+        let table = OpGraph.random(&rng, vocab * cols, scale: 3), w = OpGraph.random(&rng, cols, scale: 1.5), b = OpGraph.random(&rng, cols, scale: 0.5)
+        var g = OpGraph(tables: ["t": (table, [vocab, cols]), "ln.weight": (w, [cols]), "ln.bias": (b, [cols])])
+        g.node("x", "Gather", ["t", "input_ids"])
+        switch op {
+        case "layernorm": g.node("y", "LayerNormalization", ["x", "ln.weight", "ln.bias"], [("axis", .int(-1)), ("epsilon", .float(1e-5))])
+        case "tanh": g.node("y", "Tanh", ["x"])
+        default: g.node("y", KilnOp.gelu, ["x"], kiln: true, [("approximate", .string(Array((op == "gelu" ? "none" : "tanh").utf8)))])
+        }
+        let ids = [3, 0, 5, 1]
+        let got = try g.run([ids])
+        for (r, id) in ids.enumerated() {
+            let x = (0..<cols).map { Double(table[id * cols + $0]) }
+            let mean = x.reduce(0, +) / Double(cols), variance = x.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(cols)
+            for c in 0..<cols {
+                let v = x[c]
+                let ref: Double = switch op {
+                case "layernorm": (v - mean) / (variance + 1e-5).squareRoot() * Double(w[c]) + Double(b[c])
+                case "gelu": 0.5 * v * (1 + erf(v / 2.0.squareRoot()))
+                case "gelu_tanh": 0.5 * v * (1 + Foundation.tanh((2 / Double.pi).squareRoot() * (v + 0.044715 * v * v * v)))
+                default: Foundation.tanh(v)
+                }
+                #expect(abs(Double(got[r * cols + c]) - ref) < 2e-6 * max(1, abs(ref)), "\(op) row \(r) col \(c)")
             }
         }
     }

@@ -91,8 +91,9 @@ import Testing
             == "config.json: rope_scaling › rope_type: expected one of default, linear, llama3, found \"yarn\"")
         #expect(message(["rope_scaling": ["rope_type": "llama3", "factor": 8.0]])
             == "config.json: rope_scaling › low_freq_factor: expected a positive number for rope type llama3, found no value")
-        #expect(message(["architectures": ["GPT2LMHeadModel"]])
-            == "config.json: architectures: no template for \"GPT2LMHeadModel\"; supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM (a plugin can register more)")
+        #expect(message(["architectures": ["FalconForCausalLM"]])
+            == "config.json: architectures: no template for \"FalconForCausalLM\"; supported: LlamaForCausalLM, MistralForCausalLM, "
+            + "Qwen2ForCausalLM, GPT2LMHeadModel, BertModel, BertForMaskedLM (a plugin can register more)")
         #expect(message(["architectures": nil]) == "config.json: architectures: expected a list of architecture names, found no value")
         // A registered builder (as a host wires a plugin's) is found by name, and listed afterwards.
         // (Kept after the verbatim "supported:" check above: the registry is process-wide.)

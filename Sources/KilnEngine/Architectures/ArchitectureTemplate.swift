@@ -25,12 +25,19 @@ public protocol ArchitectureTemplate {
 /// Names of the Kiln operators (domain `kiln`); everything else in a template graph is ONNX.
 ///
 /// ```
-/// kiln.RMSNorm   (x, weight)                 y = x / sqrt(mean(x²) + epsilon) · weight     attr epsilon
-/// kiln.Linear    (x, weight[out,in], bias?)  y = x · weightᵀ + bias                        (HF layout)
-/// kiln.RoPE      (x, position_ids)           rotary embedding, HF half-split rotate_half   attrs: RopeParameters + num_heads, head_dim
-/// kiln.Attention (q, k, v)                   softmax(q·kᵀ·scale + mask)·v per head, GQA    attrs num_heads, num_kv_heads, head_dim, scale, causal, sliding_window
+/// kiln.RMSNorm    (x, weight)                 y = x / sqrt(mean(x²) + epsilon) · weight     attr epsilon
+/// kiln.Linear     (x, weight[out,in], bias?)  y = x · weightᵀ + bias                        (HF layout; attr weight_layout
+///                                             "in_out": weight stored [in, out], GPT-2's Conv1D)
+/// kiln.RoPE       (x, position_ids)           rotary embedding, HF half-split rotate_half   attrs: RopeParameters + num_heads, head_dim
+/// kiln.Attention  (q, k, v, attention_mask?)  softmax(q·kᵀ·scale + mask)·v per head, GQA    attrs num_heads, num_kv_heads, head_dim, scale, causal, sliding_window
+///                 (qkv, attention_mask?)      one input: fused [q | k | v] columns (GPT-2's c_attn)
+/// kiln.Gelu       (x)                         0.5·x·(1 + erf(x/√2))                         attr approximate "none" (default)
+///                                             0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))    attr approximate "tanh" (gelu_new)
+/// kiln.FirstToken (x)                         row 0 of every sequence: [batch·seq, F] → [batch, F] (BERT's pooler)
 /// ```
 /// Activations are `[batch·seq, features]` row-major; heads are consecutive `head_dim` slices of a row.
+/// `attention_mask` (int64 `[batch, seq]`, 1 = real token) hides padded keys; the executor takes it
+/// from the sequence lengths (right padding). ONNX `LayerNormalization` (last axis) is used as is.
 public enum KilnOp {
     /// The operator domain of Kiln ops.
     public static let domain = "kiln"
@@ -42,6 +49,10 @@ public enum KilnOp {
     public static let rope = "RoPE"
     /// `kiln.Attention`.
     public static let attention = "Attention"
+    /// `kiln.Gelu`.
+    public static let gelu = "Gelu"
+    /// `kiln.FirstToken`.
+    public static let firstToken = "FirstToken"
 
     /// The op of `node` as one string: `kiln.RMSNorm` for Kiln ops, `Add` for ONNX ops.
     /// Accepts both `(domain "kiln", opType "RMSNorm")` and an opType already spelled `kiln.RMSNorm`.
@@ -63,10 +74,13 @@ public struct RegisteredTemplate: @unchecked Sendable {
     public let build: (_ config: JSONValue, _ weights: Model) throws -> Graph
 }
 
-/// The registry of architecture templates: the built-in Llama family plus any a plugin registers.
+/// The registry of architecture templates: the built-in Llama family, GPT-2 and BERT, plus any a plugin registers.
 public enum Architectures {
     private static let lock = NSLock()
-    nonisolated(unsafe) private static var registered: [RegisteredTemplate] = [entry(LlamaTemplate.self, origin: "built-in")]
+    nonisolated(unsafe) private static var registered: [RegisteredTemplate] = [
+        entry(LlamaTemplate.self, origin: "built-in"), entry(GPT2Template.self, origin: "built-in"),
+        entry(BertTemplate.self, origin: "built-in"),
+    ]
 
     private static func entry(_ t: any ArchitectureTemplate.Type, origin: String) -> RegisteredTemplate {
         RegisteredTemplate(architectures: t.architectures, origin: origin, build: { try t.build(config: $0, weights: $1) })
@@ -121,6 +135,16 @@ public enum Architectures {
         return try template(for: config).build(config, model)
     }
 
+    /// Give a weights-only `model` (a Hugging Face checkpoint) the graph its template builds, and drop
+    /// the tensors the graph does not read (GPT-2's `attn.bias` mask buffers), e.g. before an ONNX export.
+    /// - Throws: as ``graph(for:)``.
+    public static func attachGraph(to model: Model) throws {
+        let graph = try self.graph(for: model)
+        let used = Set(graph.initializerNames)
+        for name in model.tensorNames where !used.contains(name) { model.remove(name) }
+        model.graph = graph
+    }
+
     /// The `architectures` list of a config.
     static func architectureNames(_ config: JSONValue) throws -> [String] {
         guard let value = config["architectures"] else {
@@ -134,6 +158,29 @@ public enum Architectures {
                 throw KilnError.mismatch(file: "config.json", path: ["architectures"], expected: "strings", found: item.description)
             }
             return s
+        }
+    }
+}
+
+/// The shared weight check of the built-in templates.
+enum WeightCheck {
+    /// Check that `weights` holds every tensor of `expected` with its shape.
+    /// - Parameters:
+    ///   - expected: names and shapes, in checkpoint order.
+    ///   - needs: why a missing tensor is needed (`GPT2LMHeadModel with n_layer 2`).
+    ///   - source: the config fields a tensor's shape comes from, for the note.
+    /// - Throws: `KilnError(.invalidInput, path: ["tensor \"NAME\""])`: "missing (… needs it)" or
+    ///   "shape: expected [a, b], found [c, d] (from config.json: …)".
+    static func validate(_ weights: Model, expected: [(name: String, shape: [Int])], needs: String,
+                         source: (String) -> String) throws {
+        for (name, shape) in expected {
+            guard let t = weights[name] else {
+                throw KilnError(.invalidInput, path: ["tensor \"\(name)\""], "missing (\(needs) needs it)")
+            }
+            guard t.shape.dims == shape else {
+                throw KilnError.mismatch(file: nil, path: ["tensor \"\(name)\"", "shape"], expected: Shape(shape).description,
+                                         found: t.shape.description, note: "from config.json: \(source(name))")
+            }
         }
     }
 }

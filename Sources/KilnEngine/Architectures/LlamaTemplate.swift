@@ -27,16 +27,8 @@ public enum LlamaTemplate: ArchitectureTemplate {
     /// - Throws: `KilnError(.invalidInput, path: ["tensor \"NAME\""])`: "missing (…)" or
     ///   "shape: expected [a, b], found [c, d] (from config.json: …)".
     public static func validate(_ weights: Model, against cfg: LlamaConfig, tied: Bool) throws {
-        for (name, shape) in cfg.expectedWeights(tied: tied) {
-            guard let t = weights[name] else {
-                throw KilnError(.invalidInput, path: ["tensor \"\(name)\""],
-                                "missing (\(cfg.variant.rawValue) with num_hidden_layers \(cfg.layers) needs it)")
-            }
-            guard t.shape.dims == shape else {
-                throw KilnError.mismatch(file: nil, path: ["tensor \"\(name)\"", "shape"], expected: Shape(shape).description,
-                                         found: t.shape.description, note: "from config.json: \(cfg.shapeSource(name))")
-            }
-        }
+        try WeightCheck.validate(weights, expected: cfg.expectedWeights(tied: tied),
+                                 needs: "\(cfg.variant.rawValue) with num_hidden_layers \(cfg.layers)", source: cfg.shapeSource)
     }
 
     /// The graph for a validated config.
@@ -89,27 +81,46 @@ struct GraphBuilder {
     var nodes: [Node] = []
     var weights: [String] = []
 
+    /// Input names that are checkpoint tensors (`gamma`/`beta`: LayerNorm in older BERT checkpoints).
+    static let weightSuffixes = [".weight", ".bias", ".gamma", ".beta"]
+
     var uniqueWeights: [String] {
         var seen = Set<String>()
         return weights.filter { seen.insert($0).inserted }
     }
 
-    /// Add a node called `name` with output `name`; returns the output name.
+    /// Add a node called `name` with output `output` (default: `name`); returns the output name.
     @discardableResult
     mutating func add(_ name: String, _ op: String, _ inputs: [String], kiln: Bool = false,
-                      _ attributes: [(name: String, value: AttributeValue)] = []) -> String {
-        nodes.append(Node(name: name, opType: op, domain: kiln ? KilnOp.domain : "", inputs: inputs, outputs: [name],
+                      _ attributes: [(name: String, value: AttributeValue)] = [], output: String? = nil) -> String {
+        let out = output ?? name
+        nodes.append(Node(name: name, opType: op, domain: kiln ? KilnOp.domain : "", inputs: inputs, outputs: [out],
                           attributes: attributes))
-        weights += inputs.filter { $0.hasSuffix(".weight") || $0.hasSuffix(".bias") }
-        return name
+        weights += inputs.filter { name in GraphBuilder.weightSuffixes.contains { name.hasSuffix($0) } }
+        return out
+    }
+
+    /// ONNX `LayerNormalization` over the last axis with `name.weight` and `name.bias` (or the
+    /// `gamma`/`beta` of `names`).
+    mutating func layerNorm(_ name: String, _ x: String, eps: Double, names: (scale: String, bias: String) = ("weight", "bias"),
+                            output: String? = nil) -> String {
+        add(name, "LayerNormalization", [x, name + "." + names.scale, name + "." + names.bias],
+            [("axis", .int(-1)), ("epsilon", .float(Float(eps)))], output: output)
+    }
+
+    /// `kiln.Gelu`, exact (erf) or with the tanh approximation.
+    mutating func gelu(_ name: String, _ x: String, tanh: Bool) -> String {
+        add(name, KilnOp.gelu, [x], kiln: true, [("approximate", .string(Array((tanh ? "tanh" : "none").utf8)))])
     }
 
     mutating func rmsNorm(_ name: String, _ x: String, eps: Double) -> String {
         add(name, KilnOp.rmsNorm, [x, name + ".weight"], kiln: true, [("epsilon", .float(Float(eps)))])
     }
 
-    mutating func linear(_ name: String, _ x: String, bias: Bool) -> String {
-        add(name, KilnOp.linear, [x, name + ".weight"] + (bias ? [name + ".bias"] : []), kiln: true)
+    /// `kiln.Linear` with `name.weight` (and `name.bias`); `inOut`: the weight is stored [in, out] (Conv1D).
+    mutating func linear(_ name: String, _ x: String, bias: Bool, inOut: Bool = false) -> String {
+        add(name, KilnOp.linear, [x, name + ".weight"] + (bias ? [name + ".bias"] : []), kiln: true,
+            inOut ? [("weight_layout", .string(Array("in_out".utf8)))] : [])
     }
 
     mutating func rope(_ name: String, _ x: String, heads: Int, headDim: Int, rope: RopeParameters) -> String {

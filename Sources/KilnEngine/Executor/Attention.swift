@@ -10,9 +10,16 @@ struct AttentionSpec {
     var causal: Bool
     /// Keys at most this far back are visible (`q − k < window`); nil = unlimited.
     var window: Int?
+    /// One input holding `[q | k | v]` columns (GPT-2's c_attn) instead of three.
+    var fused = false
+    /// An `attention_mask` input: keys past each sequence's length are hidden.
+    var masked = false
 
+    /// - Parameters:
+    ///   - node: the `kiln.Attention` node.
+    ///   - inputs: its input count: 1 (qkv), 2 (qkv, mask), 3 (q, k, v) or 4 (q, k, v, mask).
     /// - Throws: `KilnError(.invalidInput)` naming the node for missing or inconsistent attributes.
-    init(node: Node) throws {
+    init(node: Node, inputs: Int = 3) throws {
         func int(_ key: String) -> Int? {
             if case .int(let v)? = node.attribute(key) { return Int(v) }
             return nil
@@ -33,6 +40,8 @@ struct AttentionSpec {
         if case .float(let s)? = node.attribute("scale") { scale = s } else { scale = 1 / Float(headDim).squareRoot() }
         causal = (int("causal") ?? 1) != 0
         window = int("sliding_window").flatMap { $0 > 0 ? $0 : nil }
+        fused = inputs <= 2
+        masked = inputs == 2 || inputs == 4
     }
 }
 
@@ -45,14 +54,15 @@ extension Kernels {
     ///
     /// ```
     /// out[b, i, h] = Σ_j softmax_j(scale · q[b, i, h] · k[b, j, h / (heads / kv_heads)]) · v[b, j, …]
-    /// j ≤ offset + i when causal; offset + i − j < window with a sliding window
+    /// j ≤ offset + i when causal; offset + i − j < window with a sliding window;
+    /// j < keyLimits[b] with a mask (the real tokens of a right-padded sequence)
     /// ```
     /// Parallel over (sequence, head) on `Executor.threads` cores.
     /// - Parameters:
     ///   - q: `[batch·seq, heads·head_dim]`.
     ///   - out: `[batch·seq, heads·head_dim]`.
     static func attention(q: UnsafePointer<Float>, batch: Int, seq: Int, spec: AttentionSpec, layer: KVCache.Layer,
-                          offset: Int, out: UnsafeMutablePointer<Float>) {
+                          offset: Int, keyLimits: [Int]? = nil, out: UnsafeMutablePointer<Float>) {
         let hd = spec.headDim, qCols = spec.heads * hd, group = spec.heads / spec.kvHeads
         let total = offset + seq
         let tasks = batch * spec.heads
@@ -62,11 +72,12 @@ extension Kernels {
             let norms = scores + block * total
             let b = t / spec.heads, h = t % spec.heads
             let keys = layer.keys(b, h / group), values = layer.values(b, h / group)
+            let limit = keyLimits?[b] ?? total
             var i0 = 0
             while i0 < seq {
                 let rows = min(block, seq - i0)
                 let firstPos = offset + i0, lastPos = firstPos + rows - 1
-                let kHi = spec.causal ? lastPos + 1 : total
+                let kHi = min(spec.causal ? lastPos + 1 : total, limit)
                 let kLo = spec.window.map { max(0, firstPos - $0 + 1) } ?? 0
                 let width = kHi - kLo
                 let qBlock = q + (b * seq + i0) * qCols + h * hd
@@ -75,8 +86,8 @@ extension Kernels {
                 var r = 0
                 while r < rows {
                     let pos = firstPos + r
-                    let hi = spec.causal ? pos + 1 : total
-                    let lo = spec.window.map { max(0, pos - $0 + 1) } ?? 0
+                    let hi = min(spec.causal ? pos + 1 : total, limit)
+                    let lo = min(spec.window.map { max(0, pos - $0 + 1) } ?? 0, hi - 1)
                     norms[r] = unnormalizedSoftmax(scores + r * width, count: width, lo: lo - kLo, hi: hi - kLo)
                     r += 1
                 }

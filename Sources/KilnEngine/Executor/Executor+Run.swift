@@ -79,17 +79,25 @@ extension Executor {
         switch step.kind {
         case .gather:
             let name = try weightName(0)
-            guard case .inputIDs = step.operands[1] else {
-                throw KilnError(.unsupported, path: context + ["input 1"], "expected input_ids")
+            let indices: [Int]
+            switch step.operands[1] {
+            case .inputIDs: indices = run.ids
+            case .positionIDs: indices = run.positions
+            case .tokenTypeIDs: indices = Array(repeating: 0, count: run.rows)
+            default: throw KilnError(.unsupported, path: context + ["input 1"], "expected input_ids, position_ids or token_type_ids")
             }
             let table = try weights.tensor(name)
             guard table.shape.rank == 2 else { throw mismatch("input 0", expected: "a 2-D table", found: table.shape.description) }
-            let (vocab, width) = (table.shape[0], table.shape[1])
+            let (count, width) = (table.shape[0], table.shape[1])
+            if case .positionIDs = step.operands[1], let last = indices.max(), last >= count {
+                throw KilnError.mismatch(file: nil, path: ["position_ids"], expected: "positions below \(count) (the rows of \"\(name)\")",
+                                         found: "\(last)", note: "a sequence of \(last + 1) tokens is longer than the model's maximum of \(count) positions")
+            }
             let data = try weights.floats(name)
             result = allocate(run.rows, width)
-            for (r, id) in run.ids.enumerated() {
-                guard id >= 0, id < vocab else {
-                    throw KilnError.mismatch(file: nil, path: ["input_ids"], expected: "ids in 0..<\(vocab)", found: "\(id)")
+            for (r, id) in indices.enumerated() {
+                guard id >= 0, id < count else {
+                    throw KilnError.mismatch(file: nil, path: ["input_ids"], expected: "ids in 0..<\(count)", found: "\(id)")
                 }
                 (result.pointer + r * width).update(from: data.pointer + id * width, count: width)
             }
@@ -115,6 +123,30 @@ extension Executor {
         case .sigmoid:
             result = try writable(0)
             Kernels.sigmoid(result.pointer, count: result.count, result.pointer)
+        case .tanh:
+            result = try writable(0)
+            Kernels.tanh(result.pointer, count: result.count)
+        case .gelu(let tanh):
+            result = try writable(0)
+            Kernels.gelu(result.pointer, count: result.count, tanh: tanh)
+        case .layerNorm(let eps):
+            let x = try value(0), w = try weights.floats(try weightName(1))
+            guard w.count == x.cols else { throw mismatch("input 1", expected: "\(x.cols) values", found: "\(w.count)") }
+            var bias: FloatBuffer?
+            if step.operands.count == 3, case .weight(let name) = step.operands[2] {
+                bias = try weights.floats(name)
+                guard bias!.count == x.cols else { throw mismatch("input 2", expected: "\(x.cols) values", found: "\(bias!.count)") }
+            }
+            result = allocate(x.rows, x.cols)
+            Kernels.layerNorm(x: x.pointer, rows: x.rows, cols: x.cols, weight: w.pointer, bias: bias.map { UnsafePointer($0.pointer) },
+                              eps: eps, y: result.pointer)
+        case .firstToken:
+            let x = try value(0)
+            guard x.rows == run.batch * run.seq else {
+                throw mismatch("input 0", expected: "\(run.batch * run.seq) rows (one per token)", found: "\(x.rows)")
+            }
+            result = allocate(run.batch, x.cols)
+            for b in 0..<run.batch { (result.pointer + b * x.cols).update(from: x.pointer + b * run.seq * x.cols, count: x.cols) }
         case .softmax:
             result = try writable(0)
             let (p, cols) = (result.pointer, result.cols)
@@ -136,8 +168,8 @@ extension Executor {
             guard w.count == x.cols else { throw mismatch("input 1", expected: "\(x.cols) values", found: "\(w.count)") }
             result = allocate(x.rows, x.cols)
             Kernels.rmsNorm(x: x.pointer, rows: x.rows, cols: x.cols, weight: w.pointer, eps: eps, y: result.pointer)
-        case .linear:
-            result = try linear(step, run, value: try value(0), weight: try weightName(1), context: context)
+        case .linear(let inOut):
+            result = try linear(step, run, value: try value(0), weight: try weightName(1), inOut: inOut, context: context)
         case .rope(let parameters, let heads, let headDim):
             result = try writable(0)
             guard result.cols == heads * headDim else {
@@ -151,7 +183,8 @@ extension Executor {
                 Kernels.rope(result.pointer, rows: result.rows, heads: heads, headDim: headDim, positions: pos.baseAddress!, table: table)
             }
         case .attention(let spec, let slot):
-            let q = try value(0), k = try value(1), v = try value(2)
+            var (q, k, v) = try spec.fused ? split(value(0), spec, context: context) : (value(0), value(1), value(2))
+            defer { if spec.fused { pool.recycle(&q); pool.recycle(&k); pool.recycle(&v) } }
             let kvCols = spec.kvHeads * spec.headDim
             guard q.cols == spec.heads * spec.headDim, k.cols == kvCols, v.cols == kvCols, q.rows == run.batch * run.seq else {
                 throw mismatch("inputs", expected: "q [\(run.batch * run.seq), \(spec.heads * spec.headDim)], k and v [.., \(kvCols)]",
@@ -169,7 +202,9 @@ extension Executor {
             layer.store(k: k.pointer, v: v.pointer, seq: run.seq, offset: run.offset)
             if let scales = try kvScales(for: step.node) { layer.fakeQuantizeFP8(offset: run.offset, seq: run.seq, scales: scales) }
             result = allocate(q.rows, q.cols)
-            Kernels.attention(q: q.pointer, batch: run.batch, seq: run.seq, spec: spec, layer: layer, offset: run.offset, out: result.pointer)
+            let keyLimits = spec.masked ? run.lengths.map { run.offset + $0 } : nil
+            Kernels.attention(q: q.pointer, batch: run.batch, seq: run.seq, spec: spec, layer: layer, offset: run.offset,
+                              keyLimits: keyLimits, out: result.pointer)
         }
         run.values[step.output] = result
     }
@@ -191,9 +226,27 @@ extension Executor {
         return a.buffer
     }
 
+    /// The columns `[q | k | v]` of a fused projection as three activations from the pool.
+    private func split(_ qkv: Activation, _ spec: AttentionSpec, context: [String]) throws -> (Activation, Activation, Activation) {
+        let qCols = spec.heads * spec.headDim, kvCols = spec.kvHeads * spec.headDim
+        guard qkv.cols == qCols + 2 * kvCols else {
+            throw KilnError.mismatch(file: nil, path: context + ["input 0"], expected: "\(qCols + 2 * kvCols) columns (fused q, k, v)", found: "\(qkv.cols)")
+        }
+        let parts = [allocate(qkv.rows, qCols), allocate(qkv.rows, kvCols), allocate(qkv.rows, kvCols)]
+        for r in 0..<qkv.rows {
+            var from = qkv.pointer + r * qkv.cols
+            for part in parts {
+                (part.pointer + r * part.cols).update(from: from, count: part.cols)
+                from += part.cols
+            }
+        }
+        return (parts[0], parts[1], parts[2])
+    }
+
     /// `y = x · wᵀ + bias`, with the weight's activation-side quantization and the observer.
-    private func linear(_ step: Step, _ run: Run, value x: Activation, weight name: String, context: [String]) throws -> Activation {
-        let w = try weights.linear(name)
+    private func linear(_ step: Step, _ run: Run, value x: Activation, weight name: String, inOut: Bool,
+                        context: [String]) throws -> Activation {
+        let w = try weights.linear(name, inOut: inOut)
         guard x.cols == w.inFeatures else {
             throw KilnError.mismatch(file: nil, path: context + ["input 0"], expected: "\(w.inFeatures) columns (weight \"\(name)\" is [\(w.outFeatures), \(w.inFeatures)])",
                                      found: "\(x.cols)")
@@ -219,7 +272,7 @@ extension Executor {
             observer(LinearEvent(node: step.node.name, weight: name, inputName: inputName, rows: x.rows,
                                  input: UnsafeBufferPointer(start: x.pointer, count: x.count), inFeatures: x.cols,
                                  output: UnsafeBufferPointer(start: y.pointer, count: y.count), outFeatures: y.cols,
-                                 padding: run.padding.contains(true) ? run.padding : []))
+                                 padding: run.padding.count == x.rows && run.padding.contains(true) ? run.padding : []))
         }
         return y
     }

@@ -10,11 +10,12 @@ import KilnCore
 /// weight is dequantized by its ``QuantSpec``, so the executor computes what the quantized model
 /// computes; a static `inputScale` fake-quantizes the linear's input). The f32 copies are kept.
 ///
-/// Supported ops: `Gather`, `Add`, `Mul`, `Sigmoid`, `Softmax` (last axis), `MatMul`
-/// (activation × 2-D weight) and the Kiln ops of ``KilnOp``. Graph inputs `input_ids` and
-/// `position_ids` are supplied by the executor. Activation buffers are recycled within and
-/// between forwards (``releaseScratchMemory()`` frees them). Not thread-safe: one forward at a
-/// time per executor.
+/// Supported ops: `Gather`, `Add`, `Mul`, `Sigmoid`, `Tanh`, `Softmax` (last axis), `MatMul`
+/// (activation × 2-D weight), `LayerNormalization` (last axis) and the Kiln ops of ``KilnOp``.
+/// Graph inputs `input_ids`, `position_ids`, `token_type_ids` (all 0: one segment) and
+/// `attention_mask` (the real tokens of right-padded sequences) are supplied by the executor.
+/// Activation buffers are recycled within and between forwards (``releaseScratchMemory()`` frees
+/// them). Not thread-safe: one forward at a time per executor.
 ///
 /// ```swift
 /// let exec = try Executor(model: model)                    // graph from config.json's template
@@ -35,9 +36,11 @@ public final class Executor: @unchecked Sendable {
 
     let steps: [Step]
     let weights: WeightStore
-    /// Index of the last step that mixes rows (attention); later steps are row-wise.
+    /// Index of the last step that mixes rows (attention, first-token selection); later steps are row-wise.
     let lastMixingStep: Int
     let outputName: String
+    /// Every graph output (kept to the end of a forward).
+    let outputNames: [String]
     var ropeTables: [String: RopeTable] = [:]
     let pool = BufferPool()
 
@@ -84,6 +87,7 @@ public final class Executor: @unchecked Sendable {
             throw KilnError(.invalidInput, path: ["graph"], "expected an output, found none")
         }
         outputName = output
+        outputNames = graph.outputs.map(\.name)
         var produced = Set<String>()
         var lastUse: [String: Int] = [:]
         var planned: [Step] = []
@@ -101,6 +105,10 @@ public final class Executor: @unchecked Sendable {
                     operands.append(.inputIDs)
                 } else if name == "position_ids" {
                     operands.append(.positionIDs)
+                } else if name == "token_type_ids" {
+                    operands.append(.tokenTypeIDs)
+                } else if name == "attention_mask" {
+                    operands.append(.attentionMask)
                 } else if model[name] != nil {
                     operands.append(.weight(name))
                 } else {
@@ -115,12 +123,40 @@ public final class Executor: @unchecked Sendable {
             planned.append(Step(index: index, node: node, kind: kind, operands: operands, output: out, release: []))
             produced.insert(out)
         }
-        guard produced.contains(output) else {
-            throw KilnError(.invalidInput, path: ["graph", "output \"\(output)\""], "no node produces it")
+        for name in outputNames where !produced.contains(name) {
+            throw KilnError(.invalidInput, path: ["graph", "output \"\(name)\""], "no node produces it")
         }
-        for (name, index) in lastUse where name != output { planned[index].release.append(name) }
+        for (name, index) in lastUse where !outputNames.contains(name) { planned[index].release.append(name) }
         steps = planned
-        lastMixingStep = planned.lastIndex(where: { if case .attention = $0.kind { return true }; return false }) ?? -1
+        lastMixingStep = planned.lastIndex(where: {
+            switch $0.kind {
+            case .attention, .firstToken: return true
+            default: return false
+            }
+        }) ?? -1
+    }
+
+    /// An executor for a language model: its graph's first output must be `logits` (perplexity,
+    /// comparison and generation need scores over the vocabulary).
+    /// - Throws: `KilnError(.unsupported, path: ["graph", "outputs"])` for an encoder (BertModel: use
+    ///   `kiln embed`); whatever ``init(model:)`` throws.
+    public static func languageModel(_ model: Model) throws -> Executor {
+        let executor = try Executor(model: model)
+        guard executor.outputName == "logits" else {
+            throw KilnError(.unsupported, file: model.sourcePath, path: ["graph", "outputs"],
+                            "expected a language model with a logits output, found \(executor.outputNames.joined(separator: ", ")) "
+                            + "(\(executor.graph.name) is an encoder: use kiln embed)")
+        }
+        return executor
+    }
+
+    /// The longest sequence `config` allows and the field saying so: `max_position_embeddings`
+    /// (Llama, BERT) or `n_positions` (GPT-2); nil when it names neither.
+    public static func maxPositions(_ config: JSONValue?) -> (field: String, value: Int)? {
+        for field in ["max_position_embeddings", "n_positions"] {
+            if let v = config?[field]?.intValue { return (field, Int(v)) }
+        }
+        return nil
     }
 
     /// Scores for every position of every sequence.
@@ -139,6 +175,24 @@ public final class Executor: @unchecked Sendable {
     ///   - lastOnly: compute scores for each sequence's last real token only (`seq` of the result is 1).
     /// - Throws: `KilnError(.invalidInput)` for bad ids or a batch that does not fit the cache.
     public func forward(_ ids: [[Int]], cache: KVCache?, lastOnly: Bool) throws -> Logits {
+        let run = try run(ids, cache: cache, lastOnly: lastOnly)
+        return try output(outputName, of: run, lastOnly: lastOnly)
+    }
+
+    /// Every graph output for `ids` (no KV cache): `[batch, seq, F]` for an output with a row per
+    /// token, `seq` 1 for one with a row per sequence (BERT's `pooler_output`).
+    /// - Parameter ids: token ids per sequence (≥ 1 sequence of ≥ 1 token; shorter sequences are
+    ///   right-padded and, where the graph has an `attention_mask`, masked).
+    /// - Throws: as ``logits(_:)``.
+    public func outputs(_ ids: [[Int]]) throws -> [String: Logits] {
+        let run = try run(ids, cache: nil, lastOnly: false)
+        var result: [String: Logits] = [:]
+        for name in outputNames { result[name] = try output(name, of: run, lastOnly: false) }
+        return result
+    }
+
+    /// Run every step; the finished run holds the graph outputs.
+    private func run(_ ids: [[Int]], cache: KVCache?, lastOnly: Bool) throws -> Run {
         guard !ids.isEmpty, ids.allSatisfy({ !$0.isEmpty }) else {
             throw KilnError(.invalidInput, path: ["input_ids"], "expected at least one sequence of at least one token, found an empty one")
         }
@@ -162,10 +216,16 @@ public final class Executor: @unchecked Sendable {
             if lastOnly && step.index == lastMixingStep { run.selectLastRows() }
         }
         cache?.advance(by: run.seq)
-        guard let out = run.values[outputName] else {
-            throw KilnError(.internal, path: ["graph", "output \"\(outputName)\""], "was not computed")
+        return run
+    }
+
+    /// Output `name` of a finished run, shaped by its rows (one per token, or one per sequence).
+    private func output(_ name: String, of run: Run, lastOnly: Bool) throws -> Logits {
+        guard let out = run.values[name] else {
+            throw KilnError(.internal, path: ["graph", "output \"\(name)\""], "was not computed")
         }
-        return Logits(batch: ids.count, seq: lastOnly ? 1 : run.seq, vocab: out.cols, lengths: lengths, storage: out.buffer)
+        let perSequence = lastOnly || out.rows != run.batch * run.seq
+        return Logits(batch: run.batch, seq: perSequence ? 1 : run.seq, vocab: out.cols, lengths: run.lengths, storage: out.buffer)
     }
 
     func record(_ step: Step, _ run: Run, since start: (UInt64, UInt64)) {
@@ -224,15 +284,22 @@ enum Operand {
     case weight(String)
     case inputIDs
     case positionIDs
+    /// Segment ids: 0 for every token (single-segment input).
+    case tokenTypeIDs
+    /// Which keys are real tokens: the executor takes it from the sequence lengths.
+    case attentionMask
     case absent
 }
 
 /// One planned node.
 struct Step {
     enum Kind {
-        case gather, add, mul, sigmoid, softmax, matMul
+        case gather, add, mul, sigmoid, tanh, softmax, matMul, firstToken
         case rmsNorm(epsilon: Float)
-        case linear
+        case layerNorm(epsilon: Float)
+        case gelu(tanh: Bool)
+        /// `inOut`: the weight is stored `[in, out]` (GPT-2 Conv1D).
+        case linear(inOut: Bool)
         case rope(RopeParameters, heads: Int, headDim: Int)
         case attention(AttentionSpec, slot: Int)
     }
@@ -262,6 +329,24 @@ struct Step {
         case "Add": try need(2...2); return .add
         case "Mul": try need(2...2); return .mul
         case "Sigmoid": try need(1...1); return .sigmoid
+        case "Tanh": try need(1...1); return .tanh
+        case "LayerNormalization":
+            try need(2...3)
+            if let axis = int("axis"), axis != -1 {
+                throw KilnError(.unsupported, path: context + ["axis"], "expected -1 (last axis), found \(axis)")
+            }
+            var eps: Float = 1e-5
+            if case .float(let e)? = node.attribute("epsilon") { eps = e }
+            return .layerNorm(epsilon: eps)
+        case "kiln.Gelu":
+            try need(1...1)
+            var approximate = "none"
+            if case .string(let s)? = node.attribute("approximate") { approximate = String(decoding: s, as: UTF8.self) }
+            guard approximate == "none" || approximate == "tanh" else {
+                throw KilnError.mismatch(file: nil, path: context + ["approximate"], expected: "none or tanh", found: "\"\(approximate)\"")
+            }
+            return .gelu(tanh: approximate == "tanh")
+        case "kiln.FirstToken": try need(1...1); return .firstToken
         case "MatMul": try need(2...2); return .matMul
         case "Softmax":
             try need(1...1)
@@ -274,7 +359,14 @@ struct Step {
             var eps: Float = 1e-6
             if case .float(let e)? = node.attribute("epsilon") { eps = e }
             return .rmsNorm(epsilon: eps)
-        case "kiln.Linear": try need(2...3); return .linear
+        case "kiln.Linear":
+            try need(2...3)
+            var layout = "out_in"
+            if case .string(let s)? = node.attribute("weight_layout") { layout = String(decoding: s, as: UTF8.self) }
+            guard layout == "out_in" || layout == "in_out" else {
+                throw KilnError.mismatch(file: nil, path: context + ["weight_layout"], expected: "out_in or in_out", found: "\"\(layout)\"")
+            }
+            return .linear(inOut: layout == "in_out")
         case "kiln.RoPE":
             try need(2...2)
             guard let heads = int("num_heads"), heads > 0, let headDim = int("head_dim"), headDim > 0, headDim % 2 == 0 else {
@@ -285,9 +377,9 @@ struct Step {
             }
             return .rope(try RopeParameters(node: node), heads: heads, headDim: headDim)
         case "kiln.Attention":
-            try need(3...3)
+            try need(1...4)
             defer { attentionSlot += 1 }
-            return .attention(try AttentionSpec(node: node), slot: attentionSlot)
+            return .attention(try AttentionSpec(node: node, inputs: operands.count), slot: attentionSlot)
         default:
             throw KilnError(.unsupported, path: context, "op \(op) is not supported by the CPU executor")
         }

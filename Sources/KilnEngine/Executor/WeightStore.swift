@@ -36,16 +36,19 @@ final class WeightStore {
         return b
     }
 
-    /// The weight of a `kiln.Linear` with its activation-side quantization, cached.
+    /// The weight of a `kiln.Linear` with its activation-side quantization, cached, as f32 `[out, in]`.
+    /// - Parameters:
+    ///   - name: the weight tensor.
+    ///   - inOut: the tensor is stored `[in, out]` (GPT-2 Conv1D); the cached copy is transposed.
     /// - Throws: `KilnError(.invalidInput)` when the weight is not 2-D or its pre-quant / input
     ///   scale has the wrong size.
-    func linear(_ name: String) throws -> LinearWeight {
+    func linear(_ name: String, inOut: Bool = false) throws -> LinearWeight {
         if let l = linears[name] { return l }
         let t = try tensor(name)
         guard t.shape.rank == 2 else {
             throw KilnError.mismatch(file: nil, path: ["tensor \"\(name)\"", "shape"], expected: "2 dimensions [out, in]", found: t.shape.description)
         }
-        let out = t.shape[0], inFeatures = t.shape[1]
+        let (out, inFeatures) = inOut ? (t.shape[1], t.shape[0]) : (t.shape[0], t.shape[1])
         var pre: FloatBuffer?
         var input: ActivationQuant?
         if let q = t.quant {
@@ -66,7 +69,20 @@ final class WeightStore {
                 input = ActivationQuant(format: q.format, scale: nil)
             }
         }
-        let l = LinearWeight(weight: try floats(name), outFeatures: out, inFeatures: inFeatures, preQuantScale: pre, inputQuant: input)
+        var weight: FloatBuffer
+        if inOut {
+            let cachedBefore = dense[name] != nil
+            let stored = try floats(name)
+            weight = FloatBuffer(count: stored.count)
+            for i in 0..<inFeatures {
+                let row = stored.pointer + i * out
+                for o in 0..<out { weight.pointer[o * inFeatures + i] = row[o] }
+            }
+            if !cachedBefore { dense[name] = nil }
+        } else {
+            weight = try floats(name)
+        }
+        let l = LinearWeight(weight: weight, outFeatures: out, inFeatures: inFeatures, preQuantScale: pre, inputQuant: input)
         linears[name] = l
         return l
     }
