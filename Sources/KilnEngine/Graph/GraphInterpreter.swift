@@ -25,6 +25,9 @@ public final class GraphInterpreter: @unchecked Sendable {
     private var steps: [Int] = []
     /// Per step, the value names whose last reader it is.
     private var releases: [[String]] = []
+    /// Per step of a MatMul / Gemm / Conv / ConvTranspose whose weight carries a QuantSpec with an
+    /// input scale: the activation input and how it is fake-quantized (what the Q→DQ pair does).
+    private var activationQuant: [Int: (input: Int, scale: Float, type: DType, preScale: GraphValue?)] = [:]
 
     /// Prepare `model`'s graph: check the order, decode the constant tensors.
     /// - Throws: `KilnError(.invalidInput)` when the model has no graph, a node reads a value that no
@@ -62,6 +65,9 @@ public final class GraphInterpreter: @unchecked Sendable {
                 if constants[x] == nil { lastReader[x] = steps.count }
             }
             defined.formUnion(node.outputs.filter { !$0.isEmpty })
+            if let q = try GraphInterpreter.activationQuantization(node, model: model, initializers: Set(graph.initializerNames)) {
+                activationQuant[steps.count] = q
+            }
             steps.append(i)
         }
         for o in graph.outputs where !defined.contains(o.name) {
@@ -70,6 +76,21 @@ public final class GraphInterpreter: @unchecked Sendable {
         let kept = Set(graph.outputs.map(\.name))
         releases = Array(repeating: [], count: steps.count)
         for (name, step) in lastReader where !kept.contains(name) { releases[step].append(name) }
+    }
+
+    /// The activation fake quantization a quantized weight asks for (`QuantSpec.inputScale`,
+    /// `preQuantScale`), as ``QDQImport`` folds an activation Q→DQ pair into the weight's spec.
+    static func activationQuantization(_ node: Node, model: Model, initializers: Set<String>) throws
+        -> (input: Int, scale: Float, type: DType, preScale: GraphValue?)? {
+        guard ["MatMul", "Gemm", "Conv", "ConvTranspose"].contains(node.opType), node.inputs.count >= 2 else { return nil }
+        for k in (node.opType.hasPrefix("Conv") ? [1] : [1, 0]) where initializers.contains(node.inputs[k]) {
+            guard let spec = model[node.inputs[k]]?.quant else { continue }
+            let pre = try spec.preQuantScale.map { try GraphValue($0) }
+            guard let s = spec.inputScale else { return pre.map { (1 - k, 0, .f32, $0) } }
+            let type: DType = spec.format == .int8 ? .i8 : spec.format == .uint8 ? .u8 : .f8e4m3fn
+            return (1 - k, try s.floats().first ?? 1, type, pre)
+        }
+        return nil
     }
 
     /// The value of a Constant node (`value`, `value_float(s)`, `value_int(s)`).
@@ -121,7 +142,11 @@ public final class GraphInterpreter: @unchecked Sendable {
         }
         for (s, i) in steps.enumerated() {
             let node = graph.nodes[i]
-            let args = node.inputs.map { $0.isEmpty ? nil : env[$0] }
+            var args = node.inputs.map { $0.isEmpty ? nil : env[$0] }
+            if let q = activationQuant[s], let x = args[q.input] {
+                let scaled = try q.preScale.map { try ElementwiseOps.binary(OpContext(node: node, opset: opset, inputs: [x, $0]), .mul) } ?? x
+                args[q.input] = q.scale > 0 ? TensorOps.fakeQuantize(scaled, scale: q.scale, type: q.type) : scaled
+            }
             let context = OpContext(node: node, opset: opset, inputs: args)
             guard isDefaultDomain(node.domain), let op = GraphInterpreter.operators[node.opType] else {
                 throw KilnError(.unsupported, path: ["graph", "node \"\(node.name)\""],

@@ -307,6 +307,31 @@ enum TensorOps {
         return [GraphValue(shape: x.shape, ints: q, dtype: type)]
     }
 
+    /// Q→DQ with zero point 0: `clamp(round_half_even(x / s)) · s` in `type` (i8, u8, or an fp8 cast).
+    static func fakeQuantize(_ x: GraphValue, scale: Float, type: DType) -> GraphValue {
+        let out = GraphValue.uninitialized(x.shape)
+        let src = x.pointer, dst = out.pointer, n = x.count
+        if type.isFloat {
+            var i = 0
+            while i < n { dst[i] = max(-448, min(448, src[i] / scale)); i += 1 }
+            var bytes = [UInt8](repeating: 0, count: n)
+            bytes.withUnsafeMutableBytes { b in
+                guard n > 0 else { return }
+                try? DType.convert(n, from: .f32, UnsafeRawPointer(dst), to: type, b.baseAddress!)
+                try? DType.convert(n, from: type, UnsafeRawPointer(b.baseAddress!), to: .f32, UnsafeMutableRawPointer(dst))
+            }
+            i = 0
+            while i < n { dst[i] *= scale; i += 1 }
+            return out
+        }
+        let (lo, hi): (Float, Float) = type == .u8 ? (0, 255) : (-128, 127)
+        Kernels.parallelRanges(count: n, minimumChunk: 1 << 16) { a, b in
+            var i = a
+            while i < b { dst[i] = max(lo, min(hi, (src[i] / scale).rounded(.toNearestOrEven))) * scale; i += 1 }
+        }
+        return out
+    }
+
     /// y = (x − z) · s.
     static func dequantizeLinear(_ c: OpContext) throws -> [GraphValue] {
         let x = try c.input(0), s = try c.input(1).floats, zp = c.optional(2)?.floats
