@@ -12,16 +12,16 @@ enum GraphCheck {
         try TestEnvironment.plugins.reader(for: path, named: "onnx").read(path: path, context: KilnContext())
     }
 
-    /// Run `model` on `inputs` (an .npz), write the outputs beside, and return graph_check's
-    /// per-output comparison with onnxruntime.
-    static func compare(_ python: String, model: String, inputs: String, dir: TemporaryDirectory,
+    /// Run `model` on `inputs` (an .npz) in the interpreter, write the outputs beside, and return
+    /// graph_check's per-output comparison with onnxruntime running `reference` (default: the same model).
+    static func compare(_ python: String, model: String, reference: String? = nil, inputs: String, dir: TemporaryDirectory,
                         sourceLocation: SourceLocation = #_sourceLocation) throws -> [String: JSONValue] {
         let interpreter = try GraphInterpreter(model: try read(model))
         let feed = try GraphInputs(npz: inputs, graph: interpreter.graph)
         let outputs = try interpreter.run(feed.values)
         let out = dir.file(URL(fileURLWithPath: model).deletingPathExtension().lastPathComponent + ".kiln.npz")
         try NPZWriter.write(interpreter.graph.outputs.map { outputs[$0.name]!.tensor(name: $0.name) }, to: out, overwrite: true)
-        let run = try runVerifyScript(python, "graph_check.py", ["compare", model, inputs, out])
+        let run = try runVerifyScript(python, "graph_check.py", ["compare", reference ?? model, inputs, out])
         try #require(run.status == 0, "graph_check.py compare: \(run.stderr)", sourceLocation: sourceLocation)
         let line = run.stdout.split(separator: "\n").last.map(String.init) ?? ""
         return try #require(JSONValue.parse(Array(line.utf8))["outputs"]?.objectValue, sourceLocation: sourceLocation)
