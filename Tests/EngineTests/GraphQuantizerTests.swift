@@ -67,6 +67,18 @@ struct GraphQuantizerTests {
         }
     }
 
+    @Test("cls FP8 E4M3: valid opset-19 Q/DQ file; Kiln's run of it matches onnxruntime (cosine ≥ 0.9999)")
+    func classifierFP8() throws {
+        var options = GraphQuantizer.Options()
+        options.algorithm = .fp8
+        guard let python = TestEnvironment.python, let q = try quantize("cls", samples: 4, options: options) else { return }
+        #expect(try check(python, q.output)["opset"]?.intValue == 19)
+        let inputs = try GraphCheck.firstSamples(TestEnvironment.shared + "/models/ppocr-v4-onnx/inputs/cls.eval.npz", 4, into: dir)
+        for (name, r) in try GraphCheck.compare(python, model: q.output, inputs: inputs, dir: dir) {
+            #expect((r["cosine"]?.doubleValue ?? 0) >= 0.9999, "\(name): \(r)")
+        }
+    }
+
     @Test("range methods: max ≥ mse and percentile ranges; all positive")
     func rangeMethods() {
         var stats = RangeStatistics()
