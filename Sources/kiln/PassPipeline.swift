@@ -45,6 +45,9 @@ struct PassPipeline {
             let inputs = try GraphInputs(npz: npz, graph: graph)
             let report = try GraphQuantizer.quantize(m, calibration: inputs, options: options, progress: context.progress)
             lap("calibrate + quantize (\(report.calibrationSamples) samples, \(options.range.rawValue) ranges)")
+            for (node, error) in report.sensitiveNodes {
+                print("kept in f32 (sensitivity): \(node), relative output error \(EngineSupport.format(error, digits: 6)) when quantized alone")
+            }
         }
         let calibration = EngineCalibration(tokenizerPath: tokenizer)
         let matrix = BLASMatrixService()

@@ -79,6 +79,22 @@ struct GraphQuantizerTests {
         }
     }
 
+    @Test("exclude-sensitive keeps the nodes whose quantization alone moves the outputs most in f32")
+    func sensitivity() throws {
+        var options = GraphQuantizer.Options()
+        options.excludeSensitive = 2
+        options.batch = 2
+        guard let q = try quantize("cls", samples: 2, options: options) else { return }
+        #expect(q.report.sensitiveNodes.count == 2 && q.report.quantizedNodes.count == 52)
+        #expect(Set(q.report.excludedNodes) == Set(q.report.sensitiveNodes.map(\.node)))
+        #expect(q.report.sensitiveNodes[0].error >= q.report.sensitiveNodes[1].error && q.report.sensitiveNodes[1].error > 0)
+        let written = try GraphCheck.read(q.output)
+        for node in q.report.excludedNodes {
+            let conv = try #require(written.graph?.nodes.first { $0.name == node })
+            #expect(written[conv.inputs[1]]?.quant == nil, "\(node) should stay in f32")
+        }
+    }
+
     @Test("range methods: max ≥ mse and percentile ranges; all positive")
     func rangeMethods() {
         var stats = RangeStatistics()

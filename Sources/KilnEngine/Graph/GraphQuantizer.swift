@@ -29,6 +29,9 @@ public struct GraphQuantizer {
         public var samples: Int = 128
         /// Samples per forward pass.
         public var batch: Int = 8
+        /// Leave this many nodes in f32: those whose quantization alone moves the outputs most
+        /// (relative squared error on the first calibration batch).
+        public var excludeSensitive: Int = 0
 
         public init() {}
     }
@@ -38,6 +41,22 @@ public struct GraphQuantizer {
         public var quantizedNodes: [String] = []
         public var excludedNodes: [String] = []
         public var calibrationSamples = 0
+        /// Nodes left in f32 by the sensitivity analysis, with their relative output error.
+        public var sensitiveNodes: [(node: String, error: Double)] = []
+    }
+
+    /// Σ‖a − b‖² / Σ‖a‖² over the float outputs.
+    static func relativeError(_ a: [String: GraphValue], _ b: [String: GraphValue]) -> Double {
+        var num = 0.0, den = 0.0
+        for (name, x) in a where x.isFloat {
+            guard let y = b[name], y.isFloat, y.count == x.count else { continue }
+            for i in 0..<x.count {
+                let u = Double(x.pointer[i]), d = u - Double(y.pointer[i])
+                num += d * d
+                den += u * u
+            }
+        }
+        return den > 0 ? num / den : num
     }
 
     /// Ops whose weight input is quantized, with the input index of the weight.
@@ -109,20 +128,45 @@ public struct GraphQuantizer {
         // 4. Weights and input scales.
         let fp8 = options.algorithm == .fp8
         let levels: Float = fp8 ? 448 : 127
+        var quantized: [(node: String, float: Tensor, quantized: Tensor)] = []
         for p in plan {
             let node = graph.nodes.first { $0.inputs.count > 1 && $0.inputs[1] == p.weight && $0.inputs[0] == p.activation }!
-            var w = model[p.weight]!
+            let original = model[p.weight]!
+            var w = original
             let axis = channelAxis(node, rank: w.shape.rank)
             let range = stats[p.activation]?.range(options.range, percentile: options.percentile, levels: levels, fp8: fp8) ?? 0
             var spec = try weightSpec(&w, axis: axis, fp8: fp8)
             spec.inputScale = Tensor(name: p.activation + "_scale", dtype: .f32, shape: [],
                                      values: [range > 0 ? range / levels : 1])
             w.quant = spec
-            model.set(w)
-            report.quantizedNodes.append(node.name)
+            quantized.append((node.name, original, w))
+        }
+        // 5. Optionally leave the most sensitive nodes in f32: each node quantized alone, output error on calibration data.
+        var keepFloat = Set<String>()
+        if options.excludeSensitive > 0, let first = batches.first {
+            let feed = calibration.batch(first)
+            let reference = try GraphInterpreter(model: model).run(feed)
+            var errors: [(String, Double)] = []
+            for (i, q) in quantized.enumerated() {
+                model.set(q.quantized)
+                let out = try GraphInterpreter(model: model).run(feed)
+                model.set(q.float)
+                errors.append((q.node, relativeError(reference, out)))
+                progress?.update(label: "sensitivity", done: i + 1, total: quantized.count)
+            }
+            keepFloat = Set(errors.sorted { $0.1 > $1.1 }.prefix(options.excludeSensitive).map(\.0))
+            report.sensitiveNodes = errors.sorted { $0.1 > $1.1 }.prefix(options.excludeSensitive).map { ($0.0, $0.1) }
+        }
+        for q in quantized {
+            if keepFloat.contains(q.node) {
+                report.excludedNodes.append(q.node)
+            } else {
+                model.set(q.quantized)
+                report.quantizedNodes.append(q.node)
+            }
         }
         model.quantization = QuantizationRecord(algorithm: fp8 ? "FP8" : "INT8", excludedModules: report.excludedNodes)
-        model.provenance.append("quantized \(plan.count) Conv/ConvTranspose/MatMul/Gemm weights (\(options.algorithm.rawValue), "
+        model.provenance.append("quantized \(report.quantizedNodes.count) Conv/ConvTranspose/MatMul/Gemm weights (\(options.algorithm.rawValue), "
                                 + "per-channel weights, per-tensor \(options.range.rawValue) activation ranges over \(report.calibrationSamples) samples)")
         return report
     }
