@@ -95,6 +95,23 @@ struct GraphQuantizerTests {
         }
     }
 
+    @Test("output-qdq: a Q→DQ pair after each quantized node; valid, Kiln's run matches onnxruntime (cosine ≥ 0.9999), top-1 = FP32")
+    func outputPairs() throws {
+        var options = GraphQuantizer.Options()
+        options.outputQDQ = true
+        guard let python = TestEnvironment.python, let q = try quantize("cls", samples: 4, options: options) else { return }
+        let info = try check(python, q.output)
+        // 54 input pairs + one output pair per quantized node whose output is not a graph output.
+        #expect(info["quantize_linear"]?.intValue == 108, "\(info)")
+        let inputs = try GraphCheck.firstSamples(TestEnvironment.shared + "/models/ppocr-v4-onnx/inputs/cls.eval.npz", 8, into: dir)
+        for (name, r) in try GraphCheck.compare(python, model: q.output, inputs: inputs, dir: dir) {
+            #expect((r["cosine"]?.doubleValue ?? 0) >= 0.9999, "\(name): \(r)")
+        }
+        for (name, r) in try GraphCheck.compare(python, model: q.output, reference: q.source, inputs: inputs, dir: dir) {
+            #expect(r["argmax_agreement"]?.doubleValue == 1, "\(name): \(r)")
+        }
+    }
+
     @Test("range methods: max ≥ mse and percentile ranges; all positive")
     func rangeMethods() {
         var stats = RangeStatistics()

@@ -1,17 +1,20 @@
 """PP-OCR INT8 benchmark: onnxruntime CPU latency and accuracy of Kiln's Q/DQ models vs onnxruntime's own quantizer.
 
   python Tools/bench/ppocr.py --kiln .build/release/kiln --models ../shared/models/ppocr-v4-onnx \
-      --out Tools/bench/results/ppocr.md [--runs 30] [--calib-samples 32] [--kiln-config 'NAME=--option range=mse']
+      --out Tools/bench/results/ppocr.md [--runs 30] [--calib-samples 32] [--kiln-config 'NAME:--option range=mse']
 
 For det / rec / cls, in the same run:
   * FP32: the original model;
   * Kiln INT8: `kiln quantize MODEL --algo int8 --calib inputs/K.calib.npz --to onnx` (no opset upgrade by hand),
-    with its defaults and with `--option exclude-sensitive=3` (or the --kiln-config variants given);
+    with its defaults (TensorRT placement: Q/DQ on inputs only), with `--option exclude-sensitive=3`, with
+    `--option output-qdq=true` (Q/DQ on quantized outputs too, which onnxruntime's CPU provider needs to fuse
+    QLinearConv) and with both (or the --kiln-config variants given);
   * ORT INT8: onnxruntime.quantization.quantize_static (QDQ, per-channel, QInt8 weights, QUInt8 activations,
     MinMax calibration on the same calibration images) on the model upgraded to opset 13 with
     onnx.version_converter (it writes an invalid graph for the opset-11 cls model otherwise).
 Latency: onnxruntime CPU, 2 intra-op threads, all graph optimizations, one eval image (batch 1),
-3 warm-up runs, median of --runs. Agreement with FP32 over all `inputs/K.eval.npz` images:
+3 warm-up runs, median of --runs, the models' runs interleaved round-robin (a shared machine's load
+falls on all of them alike). Agreement with FP32 over all `inputs/K.eval.npz` images:
   cls: top-1 agreement; rec: cosine of the softmax outputs and argmax agreement per time step;
   det: cosine of the probability maps and agreement of the text mask (p > 0.3, DBNet's threshold).
 No thresholds: exits non-zero only when a step fails.
@@ -41,17 +44,21 @@ def session(path):
     return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
 
-def latency_ms(path, x, runs):
-    sess = session(path)
-    name = sess.get_inputs()[0].name
-    for _ in range(3):
-        sess.run(None, {name: x})
-    times = []
+def latencies_ms(paths, x, runs):
+    """Median latency of each model; runs interleaved round-robin so that load from other processes
+    on a shared machine falls on every model alike."""
+    sessions = [session(p) for p in paths]
+    names = [s.get_inputs()[0].name for s in sessions]
+    for s, n in zip(sessions, names):
+        for _ in range(3):
+            s.run(None, {n: x})
+    times = [[] for _ in paths]
     for _ in range(runs):
-        t = time.perf_counter()
-        sess.run(None, {name: x})
-        times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times)
+        for i, (s, n) in enumerate(zip(sessions, names)):
+            t = time.perf_counter()
+            s.run(None, {n: x})
+            times[i].append((time.perf_counter() - t) * 1000)
+    return [statistics.median(t) for t in times]
 
 
 def outputs(path, x, batch=8):
@@ -98,11 +105,14 @@ def main():
     p.add_argument("--runs", type=int, default=30)
     p.add_argument("--calib-samples", type=int, default=32)
     p.add_argument("--kiln-config", action="append", default=None,
-                   help="NAME=ARGS: a Kiln INT8 variant, ARGS passed to kiln quantize (repeatable; "
-                        "default: 'Kiln INT8=' and 'Kiln INT8, exclude-sensitive=3=--option exclude-sensitive=3')")
+                   help="NAME:ARGS: a Kiln INT8 variant, ARGS passed to kiln quantize (repeatable; "
+                        "default: Kiln's defaults, exclude-sensitive=3, output-qdq=true, output-qdq + exclude-sensitive=5)")
     p.add_argument("--only", default="det,rec,cls")
     args = p.parse_args()
-    configs = [c.split("=", 1) for c in (args.kiln_config or ["Kiln INT8=", "Kiln INT8 exclude-sensitive=3=--option exclude-sensitive=3"])]
+    configs = [c.split(":", 1) for c in (args.kiln_config or [
+        "Kiln INT8:", "Kiln INT8 exclude-sensitive=3:--option exclude-sensitive=3",
+        "Kiln INT8 output-qdq:--option output-qdq=true",
+        "Kiln INT8 output-qdq exclude-sensitive=5:--option output-qdq=true --option exclude-sensitive=5"])]
     configs = [(c[0].strip(), c[1].split() if len(c) > 1 else []) for c in configs]
     metric = {"cls": "top-1", "rec": "argmax per step", "det": "text mask (p > 0.3)"}
     key = {"cls": "top1", "rec": "argmax", "det": "argmax"}
@@ -130,10 +140,9 @@ def main():
             variants.append(("ORT quantize_static", ort_out, time.perf_counter() - t))
             x1 = evalx[:1]
             fp32 = outputs(src, evalx)
-            base = latency_ms(src, x1, args.runs)
+            base, *measured = latencies_ms([src] + [v[1] for v in variants], x1, args.runs)
             rows.append(f"| {kind} | FP32 | {base:.2f} | 1.00× | – | – | – |")
-            for name, path, seconds in variants:
-                ms = latency_ms(path, x1, args.runs)
+            for (name, path, seconds), ms in zip(variants, measured):
                 acc = agreement(kind, fp32, outputs(path, evalx))
                 rows.append(f"| {kind} | {name} | {ms:.2f} | {base / ms:.2f}× | {acc[key[kind]]:.4f} | {acc['cosine']:.5f} | {seconds:.1f} |")
                 print(kind, name, ms, acc, file=sys.stderr)
@@ -142,7 +151,7 @@ def main():
         "# PP-OCR INT8: Kiln vs onnxruntime's quantize_static",
         "",
         f"{datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} · {platform.node()} · "
-        f"{os.cpu_count()} CPUs · onnxruntime {ort.__version__} · 2 intra-op threads · median of {args.runs} runs at batch 1 "
+        f"{os.cpu_count()} CPUs · onnxruntime {ort.__version__} · 2 intra-op threads · median of {args.runs} interleaved runs at batch 1 "
         f"(input {{det: 1×3×96×320, rec: 1×3×48×320, cls: 1×3×48×192}}) · calibration: {args.calib_samples} images · "
         f"agreement with FP32 over all eval images (det 16, rec 32, cls 32)",
         "",

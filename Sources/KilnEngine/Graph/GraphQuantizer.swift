@@ -32,6 +32,10 @@ public struct GraphQuantizer {
         /// Leave this many nodes in f32: those whose quantization alone moves the outputs most
         /// (relative squared error on the first calibration batch).
         public var excludeSensitive: Int = 0
+        /// Also put a Q→DQ pair on the output of every quantized node (calibrated the same way), so
+        /// that onnxruntime's CPU provider can fuse DQ → Conv → Q into QLinearConv. Not TensorRT's
+        /// placement (off by default).
+        public var outputQDQ = false
 
         public init() {}
     }
@@ -93,6 +97,10 @@ public struct GraphQuantizer {
         for n in graph.nodes { for x in n.inputs { weightUses[x, default: 0] += 1 } }
         plan = plan.filter { p in plan.filter { $0.weight == p.weight }.count == weightUses[p.weight] }
 
+        // Node → its output (node indices change below when Constant nodes go).
+        let outputOf = Dictionary(plan.map { (graph.nodes[$0.node].name, graph.nodes[$0.node].outputs.first ?? "") },
+                                  uniquingKeysWith: { a, _ in a })
+
         // 2. Constant-node weights become initializers (QuantSpecs live on tensors).
         var hoisted = Set<Int>()
         for p in plan where constantNodes[p.weight] != nil && model[p.weight] == nil {
@@ -108,7 +116,7 @@ public struct GraphQuantizer {
         model.graph = graph
 
         // 3. Calibration: amax of every quantized activation, then (percentile / mse) histograms.
-        let watched = Set(plan.map(\.activation))
+        let watched = Set(plan.map(\.activation)).union(options.outputQDQ ? Set(outputOf.values) : [])
         let interpreter = try GraphInterpreter(model: model)
         let batches = try calibration.batches(size: options.batch, limit: options.samples)
         var stats: [String: RangeStatistics] = [:]
@@ -165,10 +173,54 @@ public struct GraphQuantizer {
                 report.quantizedNodes.append(q.node)
             }
         }
+        if options.outputQDQ {
+            try insertOutputPairs(model, nodes: report.quantizedNodes.compactMap { n in outputOf[n].map { (n, $0) } },
+                                  ranges: stats.mapValues { $0.range(options.range, percentile: options.percentile, levels: levels, fp8: fp8) },
+                                  levels: levels, type: fp8 ? .f8e4m3fn : .i8)
+        }
         model.quantization = QuantizationRecord(algorithm: fp8 ? "FP8" : "INT8", excludedModules: report.excludedNodes)
         model.provenance.append("quantized \(report.quantizedNodes.count) Conv/ConvTranspose/MatMul/Gemm weights (\(options.algorithm.rawValue), "
                                 + "per-channel weights, per-tensor \(options.range.rawValue) activation ranges over \(report.calibrationSamples) samples)")
         return report
+    }
+
+    /// Insert `y → QuantizeLinear(y, s, 0) → DequantizeLinear → consumers` after each listed node
+    /// (graph outputs are left alone); s = range / levels, scale and zero point as initializers.
+    static func insertOutputPairs(_ model: Model, nodes: [(node: String, output: String)], ranges: [String: Float],
+                                  levels: Float, type: DType) throws {
+        guard var graph = model.graph else { return }
+        var taken = Set(graph.nodes.flatMap { $0.inputs + $0.outputs + [$0.name] }).union(model.tensorNames)
+        func fresh(_ base: String) -> String {
+            var name = base, i = 0
+            while taken.contains(name) { i += 1; name = "\(base)_\(i)" }
+            taken.insert(name)
+            return name
+        }
+        let graphOutputs = Set(graph.outputs.map(\.name))
+        var after: [String: [Node]] = [:], renamed: [String: String] = [:]
+        for (node, y) in nodes where !y.isEmpty && !graphOutputs.contains(y) {
+            guard let range = ranges[y], range > 0 else { continue }
+            let scale = Tensor(name: fresh(y + "_output_scale"), dtype: .f32, shape: [], values: [range / levels])
+            let zero = Tensor(name: fresh(y + "_output_zero_point"), dtype: type, shape: [],
+                              storage: .owned(TensorBuffer(count: type.byteCount(elements: 1)!)))
+            try model.add(scale)
+            try model.add(zero)
+            graph.initializerNames += [scale.name, zero.name]
+            let q = fresh(y + "_QuantizeLinear_Output"), dq = fresh(y + "_DequantizeLinear_Output")
+            after[node] = [
+                Node(name: fresh(node + "_output_QuantizeLinear"), opType: "QuantizeLinear", inputs: [y, scale.name, zero.name], outputs: [q]),
+                Node(name: fresh(node + "_output_DequantizeLinear"), opType: "DequantizeLinear", inputs: [q, scale.name, zero.name], outputs: [dq]),
+            ]
+            renamed[y] = dq
+        }
+        var nodesOut: [Node] = []
+        for var n in graph.nodes {
+            n.inputs = n.inputs.map { renamed[$0] ?? $0 }  // the pairs, appended below, keep reading the original
+            nodesOut.append(n)
+            nodesOut += after[n.name] ?? []
+        }
+        graph.nodes = nodesOut
+        model.graph = graph
     }
 
     /// The output-channel axis of a node's weight, or nil for per-tensor (grouped ConvTranspose, 1-D weights).

@@ -116,8 +116,6 @@ enum TensorOps {
         }
         var dims = x.shape
         for a in axes { dims[a] = 1 }
-        let plan = try Broadcast([dims])
-        _ = plan
         // Map each input element to its output element.
         let outStrides = ShapeOps.strides(dims)
         let inStrides = ShapeOps.strides(x.shape)
