@@ -118,6 +118,7 @@ def main():
     key = {"cls": "top1", "rec": "argmax", "det": "argmax"}
 
     rows = []
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="kiln-ppocr-") as work:
         for kind in args.only.split(","):
             src = os.path.join(args.models, MODELS[kind])
@@ -153,7 +154,8 @@ def main():
         f"{datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} · {platform.node()} · "
         f"{os.cpu_count()} CPUs · onnxruntime {ort.__version__} · 2 intra-op threads · median of {args.runs} interleaved runs at batch 1 "
         f"(input {{det: 1×3×96×320, rec: 1×3×48×320, cls: 1×3×48×192}}) · calibration: {args.calib_samples} images · "
-        f"agreement with FP32 over all eval images (det 16, rec 32, cls 32)",
+        f"agreement with FP32 over all eval images (det 16, rec 32, cls 32) · load average {load_before:.1f} → "
+        f"{os.getloadavg()[0]:.1f} (latencies on a loaded machine are noisy; the agreement columns are not)",
         "",
         "| model | quantizer | latency ms | speed vs FP32 | agreement with FP32 | output cosine | quantize s |",
         "|---|---|---:|---:|---:|---:|---:|",
