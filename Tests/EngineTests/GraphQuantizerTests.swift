@@ -112,6 +112,26 @@ struct GraphQuantizerTests {
         }
     }
 
+    @Test("MiniLM (opset 17, MatMul initializers) INT8: valid; Kiln matches onnxruntime on it; pooled output close to FP32")
+    func minilm() throws {
+        guard let python = TestEnvironment.python, let folder = TestEnvironment.sharedModel("paraphrase-MiniLM-L3-v2-onnx") else { return }
+        let inputs = dir.file("minilm.npz")
+        let made = try runVerifyScript(python, "graph_check.py", ["minilm", folder + "/tokenizer.json", inputs])
+        try #require(made.status == 0, "\(made.stderr)")
+        let model = try GraphCheck.read(folder + "/model.onnx")
+        let report = try GraphQuantizer.quantize(model, calibration: try GraphInputs(npz: inputs, graph: try #require(model.graph)),
+                                                 options: GraphQuantizer.Options())
+        #expect(report.quantizedNodes.count == 18)
+        let output = dir.file("minilm.q.onnx")
+        try TestEnvironment.plugins.writer(named: "onnx", for: output).write(model, to: output, context: KilnContext())
+        #expect(try check(python, output)["opset"]?.intValue == 17)
+        for (name, r) in try GraphCheck.compare(python, model: output, inputs: inputs, dir: dir) {
+            #expect((r["cosine"]?.doubleValue ?? 0) >= 0.9999, "\(name): \(r)")
+        }
+        let fp32 = try GraphCheck.compare(python, model: output, reference: folder + "/model.onnx", inputs: inputs, dir: dir)
+        #expect((fp32["461"]?["cosine"]?.doubleValue ?? 0) >= 0.99, "\(fp32)")
+    }
+
     @Test("range methods: max ≥ mse and percentile ranges; all positive")
     func rangeMethods() {
         var stats = RangeStatistics()
