@@ -118,6 +118,10 @@ def ops(folder):
                                                count_include_pad=1)], [vi("x", x.shape)], [vi("y", None)], {"x": x})
     save("softmax_opset11_axis1", [helper.make_node("Softmax", ["x"], ["y"], axis=1)], [vi("x", x.shape)], [vi("y", None)], {"x": x}, opset=11)
     save("clip_opset6", [helper.make_node("Clip", ["x"], ["y"], min=-0.5, max=0.25)], [vi("x", x.shape)], [vi("y", None)], {"x": x}, opset=6)
+    # Cast through float16 rounds (values are computed in f32 in between).
+    save("cast_f16_roundtrip", [helper.make_node("Cast", ["x"], ["h"], to=TensorProto.FLOAT16),
+                                helper.make_node("Cast", ["h"], ["y"], to=TensorProto.FLOAT)],
+         [vi("x", x.shape)], [vi("y", None)], {"x": (x * 1000).astype(np.float32)})
     # MatMul with broadcast batch dims; Gemm with transposes.
     save("matmul_broadcast", [helper.make_node("MatMul", ["a", "b"], ["y"])], [vi("a", [2, 1, 3, 5]), vi("b", [4, 5, 6])], [vi("y", None)],
          {"a": f32(2, 1, 3, 5), "b": f32(4, 5, 6)})

@@ -240,8 +240,17 @@ enum ElementwiseOps {
             throw c.unsupported("Cast to ONNX element type \(code) is not supported")
         }
         if to.isFloat {
-            if x.isFloat { return [x.reshaped(x.shape).retyped(to)] }
-            return [GraphValue(shape: x.shape, floats: x.ints.map { Float($0) }, dtype: to)]
+            let source = x.isFloat ? x : GraphValue(shape: x.shape, floats: x.ints.map { Float($0) })
+            guard to != .f32 && to != .f64 else { return [source.retyped(to)] }
+            // Narrower float types: round through the type (values still compute in f32).
+            let out = GraphValue.uninitialized(x.shape, dtype: to)
+            var bytes = [UInt8](repeating: 0, count: to.byteCount(elements: x.count) ?? 0)
+            try bytes.withUnsafeMutableBytes { b in
+                guard x.count > 0 else { return }
+                try DType.convert(x.count, from: .f32, UnsafeRawPointer(source.pointer), to: to, b.baseAddress!)
+                try DType.convert(x.count, from: to, UnsafeRawPointer(b.baseAddress!), to: .f32, UnsafeMutableRawPointer(out.pointer))
+            }
+            return [out]
         }
         let source: [Int64] = x.isFloat ? x.floats.map { $0.isFinite ? Int64(max(-9.2e18, min(9.2e18, $0.rounded(.towardZero)))) : 0 } : x.ints
         let values: [Int64]
