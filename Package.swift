@@ -38,19 +38,24 @@ let package = Package(
         .systemLibrary(name: "CZstd", path: "Sources/CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .target(name: "KilnHost", dependencies: [core], path: "Sources/KilnHost"),
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
-        .target(name: "KilnEngine", dependencies: [core, "CZstd", "COpenBLAS"], path: "Sources/KilnEngine"),
+        .target(name: "KilnEngine", dependencies: [core, "CZstd", "COpenBLAS", "KilnNumpy"], path: "Sources/KilnEngine"),
+        // The .npz reader of Tools/plugin-template, reused (not copied) for `kiln run` and ONNX calibration
+        // inputs; its own module name keeps its symbols apart from the template plugin when kiln loads that.
+        .systemLibrary(name: "CZlib", path: "Tools/plugin-template/Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
+        .target(name: "KilnNumpy", dependencies: [core, "CZlib"], path: "Tools/plugin-template/Sources/KilnNPZ",
+                exclude: ["Plugin.swift"]),
         // AVX2 + FMA kernels of the AWQ pass, linked statically into libKilnPassAWQ.so (runtime CPU check).
         .target(name: "CKilnAWQKernels", path: "Plugins/AWQKernels"),
         .executableTarget(
             name: "kiln",
-            dependencies: ["KilnHost", "KilnEngine", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["KilnHost", "KilnEngine", "KilnNumpy", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Sources/kiln"
         ),
         .target(name: "KilnTestKit", dependencies: [core, "KilnHost", "KilnEngine"], path: "Tests/KilnTestKit"),
         .testTarget(name: "KilnCoreTests", dependencies: [core, "KilnTestKit"], path: "Tests/KilnCoreTests"),
         .testTarget(name: "HostTests", dependencies: [core, "KilnHost", "KilnTestKit"], path: "Tests/HostTests"),
         .testTarget(name: "FormatTests", dependencies: [core, "KilnHost", "KilnEngine", "KilnTestKit"], path: "Tests/FormatTests"),
-        .testTarget(name: "EngineTests", dependencies: [core, "KilnEngine", "KilnTestKit"], path: "Tests/EngineTests"),
+        .testTarget(name: "EngineTests", dependencies: [core, "KilnEngine", "KilnNumpy", "KilnTestKit"], path: "Tests/EngineTests"),
         .testTarget(name: "CLITests", dependencies: ["KilnTestKit"], path: "Tests/CLITests"),
         .testTarget(name: "PluginTests", dependencies: [core, "KilnHost", "KilnEngine", "KilnTestKit"], path: "Tests/PluginTests"),
     ] + plugins.map(\.1),

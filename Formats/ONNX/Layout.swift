@@ -63,7 +63,7 @@ enum Layout {
     /// Default-domain opset a model without opset imports is written with.
     static let defaultOpset = 17
     /// Lowest default-domain opset whose ops Kiln rewrites when it has to raise the opset.
-    static let lowestUpgradableOpset = 13
+    static let lowestUpgradableOpset = 11
 
     /// Smallest IR version able to carry each default-domain opset (onnx.helper.VERSION_TABLE).
     static func irVersion(forOpset opset: Int) -> Int {

@@ -6,14 +6,16 @@ import KilnCore
 ///
 /// | crossing | operator | rewrite |
 /// |---|---|---|
+/// | 13 | Squeeze, Unsqueeze, ReduceSum | attribute `axes` → second input (an int64 initializer) |
+/// | 13 | Split | attribute `split` → second input |
+/// | 13 | Softmax, LogSoftmax, Hardmax | from "flatten to 2-D at `axis` (default 1)" to "along `axis` (default −1)": kept with an explicit axis when the input's rank is known and `axis` is the last one, else rewritten as Flatten(axis) → op(axis −1) → Reshape(Shape(x)) |
 /// | 16 | RoiAlign | the default `coordinate_transformation_mode` became `half_pixel`: the old default is written out |
 /// | 18 | ReduceMean/Max/Min/Prod/L1/L2/LogSum/LogSumExp/SumSquare | attribute `axes` → second input (an int64 initializer) |
 /// | 20 | GridSample | `mode` bilinear/bicubic renamed linear/cubic |
 /// | 20 | DFT | refused (`axis` moved to an input with different semantics) |
 /// | 21 | GroupNormalization | refused (scale and bias changed from per group to per channel) |
 ///
-/// Models below opset 13 are refused (Split, Squeeze, Unsqueeze, ReduceSum and Softmax changed
-/// at 13 in ways that need shape information).
+/// Models below opset 11 are refused (Clip, Resize, Pad and Slice took their inputs differently).
 enum OpsetUpgrade {
     static let reduceOps: Set<String> = ["ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
                                          "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare"]
@@ -31,6 +33,23 @@ enum OpsetUpgrade {
         var names = NameTable(graph: graph, tensors: tensors)
         var added: [Tensor] = []
         func crosses(_ v: Int) -> Bool { from < v && v <= to }
+        var ranks: [String: Int] = [:]
+        for v in graph.inputs + graph.outputs + graph.valueInfo { if let d = v.dims { ranks[v.name] = d.count } }
+
+        /// Move list attribute `key` to input 1 as an int64 initializer.
+        func attributeToInput(_ n: inout Node, _ key: String, here: [String]) throws {
+            guard let at = n.attributes.firstIndex(where: { $0.name == key }) else { return }
+            guard case .ints(let values) = n.attributes[at].value else {
+                throw KilnError(.invalidInput, path: here + ["attribute \"\(key)\""], "expected a list of ints")
+            }
+            let base = (n.name.isEmpty ? (n.outputs.first ?? n.opType) : n.name) + "_" + key
+            let t = Tensor(name: names.unique(base), dtype: .i64, shape: Shape([values.count]), values: values)
+            added.append(t)
+            n.attributes.remove(at: at)
+            n.inputs = [n.inputs.first ?? "", t.name]
+        }
+        /// Nodes to insert before node i (the legacy softmax rewrite).
+        var inserted: [Int: [Node]] = [:]
 
         func upgrade(_ g: inout Graph, path: [String]) throws {
             for i in g.nodes.indices {
@@ -47,19 +66,39 @@ enum OpsetUpgrade {
                 }
                 guard Layout.isDefaultDomain(n.domain) else { g.nodes[i] = n; continue }
                 switch n.opType {
+                case "Squeeze" where crosses(13), "Unsqueeze" where crosses(13), "ReduceSum" where crosses(13):
+                    try attributeToInput(&n, "axes", here: here)
+                case "Split" where crosses(13):
+                    if n.attribute("split") != nil { try attributeToInput(&n, "split", here: here) }
+                case "Softmax" where crosses(13), "LogSoftmax" where crosses(13), "Hardmax" where crosses(13):
+                    var axis = 1
+                    if case .int(let a)? = n.attribute("axis") { axis = Int(a) }
+                    n.attributes.removeAll { $0.name == "axis" }
+                    let x = n.inputs.first ?? ""
+                    if let rank = ranks[x] ?? n.outputs.first.flatMap({ ranks[$0] }), axis == rank - 1 || axis == -1 {
+                        n.attributes.append(("axis", .int(-1)))
+                    } else if axis == 0 {
+                        throw KilnError(.unsupported, path: here, "\(n.opType) over all axes (axis 0) of an input of unknown rank cannot be upgraded")
+                    } else {
+                        let base = n.name.isEmpty ? (n.outputs.first ?? n.opType) : n.name
+                        let shape = names.unique(base + "_input_shape"), flat = names.unique(base + "_flattened")
+                        let result = names.unique(base + "_2d")
+                        inserted[i] = [
+                            Node(name: names.unique(base + "_Shape"), opType: "Shape", inputs: [x], outputs: [shape]),
+                            Node(name: names.unique(base + "_Flatten"), opType: "Flatten", inputs: [x], outputs: [flat],
+                                 attributes: [("axis", .int(Int64(axis)))]),
+                        ]
+                        let output = n.outputs[0]
+                        n.inputs[0] = flat
+                        n.outputs[0] = result
+                        n.attributes.append(("axis", .int(-1)))
+                        inserted[i]!.append(n)
+                        n = Node(name: names.unique(base + "_Reshape"), opType: "Reshape", inputs: [result, shape], outputs: [output])
+                    }
                 case "RoiAlign" where crosses(16) && n.attribute("coordinate_transformation_mode") == nil:
                     n.attributes.append(("coordinate_transformation_mode", .string(Array("output_half_pixel".utf8))))
                 case let op where reduceOps.contains(op) && crosses(18):
-                    if let at = n.attributes.firstIndex(where: { $0.name == "axes" }) {
-                        guard case .ints(let axes) = n.attributes[at].value else {
-                            throw KilnError(.invalidInput, path: here + ["attribute \"axes\""], "expected a list of ints")
-                        }
-                        let base = (n.name.isEmpty ? (n.outputs.first ?? "reduce") : n.name) + "_axes"
-                        let t = Tensor(name: names.unique(base), dtype: .i64, shape: Shape([axes.count]), values: axes)
-                        added.append(t)
-                        n.attributes.remove(at: at)
-                        n.inputs = [n.inputs.first ?? "", t.name]
-                    }
+                    try attributeToInput(&n, "axes", here: here)
                 case "GridSample" where crosses(20):
                     if case .string(let mode)? = n.attribute("mode"), let at = n.attributes.firstIndex(where: { $0.name == "mode" }) {
                         let renamed = ["bilinear": "linear", "bicubic": "cubic"][String(decoding: mode, as: UTF8.self)]
@@ -72,6 +111,10 @@ enum OpsetUpgrade {
                     break
                 }
                 g.nodes[i] = n
+            }
+            if !inserted.isEmpty {
+                g.nodes = g.nodes.enumerated().flatMap { (inserted[$0.offset] ?? []) + [$0.element] }
+                inserted = [:]
             }
         }
         try upgrade(&graph, path: ["graph"])

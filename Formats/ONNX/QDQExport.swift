@@ -8,7 +8,7 @@ import KilnCore
 /// spec.preQuantScale p (MatMul/Gemm) →  X ─► Mul(X, p) ─► …
 /// spec.inputScale s on the weight    →  X ─► QuantizeLinear(X, s, 0) ─► DequantizeLinear(·, s, 0) ─► MatMul/Gemm/Conv(·, W)
 /// ```
-/// Activation pairs go only on the activation input of MatMul / Gemm / Conv (never on residual
+/// Activation pairs go only on the activation input of MatMul / Gemm / Conv / ConvTranspose (never on residual
 /// Adds); consumers of the same activation with the same scale share one pair. Activation types:
 /// int8 for int8 weights, uint8 for uint8, fp8 e4m3 for fp8, int4 and uint4 (W4A8), always with a
 /// zero point, which fixes QuantizeLinear's output type. Required opsets: 13 (int8 / uint8, per
@@ -89,13 +89,13 @@ enum QDQExport {
         for i in graph.nodes.indices {
             let node = graph.nodes[i]
             guard QDQImport.consumers.contains(node.opType), Layout.isDefaultDomain(node.domain), node.inputs.count >= 2 else { continue }
-            let candidates = node.opType == "Conv" ? [1] : [1, 0]
+            let candidates = node.opType.hasPrefix("Conv") ? [1] : [1, 0]
             guard let k = candidates.first(where: { quantized[node.inputs[$0]] != nil }),
                   quantized[node.inputs[1 - k]] == nil, let spec = quantized[node.inputs[k]]!.quant else { continue }
             let w = node.inputs[k]
             var act = node.inputs[1 - k]
             if let p = spec.preQuantScale {
-                guard node.opType != "Conv" else {
+                guard !node.opType.hasPrefix("Conv") else {
                     throw KilnError(.unsupported, path: ["tensor \"\(w)\""], "a pre-quantization scale on a Conv weight has no ONNX form")
                 }
                 let pName = try addSide(p, preferred: p.name, fallback: w + "_pre_quant_scale")

@@ -16,7 +16,7 @@ enum QDQImport {
     /// Payload types a weight DequantizeLinear may fold into.
     static let formats: [DType: QuantSpec.Format] = [.i8: .int8, .u8: .uint8, .f8e4m3fn: .fp8e4m3, .i4: .int4, .u4: .uint4]
     /// Ops whose activation input gets a Q→DQ pair (TensorRT's explicit quantization).
-    static let consumers: Set<String> = ["MatMul", "Gemm", "Conv"]
+    static let consumers: Set<String> = ["MatMul", "Gemm", "Conv", "ConvTranspose"]
 
     /// The activation payload type paired with a weight format (int4/uint4: W4A8 with fp8 activations).
     static func activationType(for format: QuantSpec.Format) -> DType? {

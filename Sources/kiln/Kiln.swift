@@ -14,7 +14,7 @@ struct Kiln: ParsableCommand {
         version: "kiln 0.1.0 (plugin ABI \(kiln_abi_version()), SDK \(String(cString: kiln_sdk_version())))",
         subcommands: [
             InspectCommand.self, ConvertCommand.self, QuantizeCommand.self, SparsifyCommand.self, EvalCommand.self,
-            CompareCommand.self, GenerateCommand.self, EmbedCommand.self, PluginsCommand.self, DemoCommand.self,
+            CompareCommand.self, GenerateCommand.self, EmbedCommand.self, RunCommand.self, PluginsCommand.self, DemoCommand.self,
         ]
     )
 

@@ -2,7 +2,7 @@ import ArgumentParser
 
 /// Calibration flags shared by `kiln quantize` and `kiln sparsify`.
 struct CalibrationOptions: ParsableArguments {
-    @Option(help: "Calibration text (plain text, or jsonl with a \"text\" field).")
+    @Option(help: "Calibration text (plain text, or jsonl with a \"text\" field); for graph (ONNX) models an .npz of graph inputs.")
     var calib: String?
 
     @Option(help: "Calibration sequences.")

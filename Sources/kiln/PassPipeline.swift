@@ -14,6 +14,8 @@ struct PassPipeline {
     var tokenizer: String?
     var eval: EngineSupport.EvalSettings?
     var global: GlobalOptions
+    /// Post-training quantization of a graph model by the engine (options, calibration .npz) instead of pass plugins.
+    var graphQuantization: (options: GraphQuantizer.Options, calibration: String)?
 
     /// Seconds per phase, in order.
     private(set) var phases: [(String, Double)] = []
@@ -35,6 +37,17 @@ struct PassPipeline {
         if let eval, let tok {
             before = try EngineSupport.perplexity(m, tokenizer: tok, settings: eval, progress: context.progress)
             lap("eval before")
+        }
+        if let (options, npz) = graphQuantization {
+            guard let graph = m.graph else {
+                throw KilnError(.invalidInput, file: model, "calibration on an .npz needs a graph model (ONNX); this model has weights only")
+            }
+            let inputs = try GraphInputs(npz: npz, graph: graph)
+            let report = try GraphQuantizer.quantize(m, calibration: inputs, options: options, progress: context.progress)
+            lap("calibrate + quantize (\(report.calibrationSamples) samples, \(options.range.rawValue) ranges)")
+            for (node, error) in report.sensitiveNodes {
+                print("kept in f32 (sensitivity): \(node), relative output error \(EngineSupport.format(error, digits: 6)) when quantized alone")
+            }
         }
         let calibration = EngineCalibration(tokenizerPath: tokenizer)
         let matrix = BLASMatrixService()

@@ -10,8 +10,14 @@ struct QuantizeCommand: ParsableCommand {
         discussion: """
         Algorithms: fp8 (W8A8 e4m3, static activation scales), int8-sq (SmoothQuant W8A8), \
         int4-awq (W4A16, group 128), w4a8-awq (INT4 weights + FP8 activations), int4-rtn (round to nearest).
+        Graph models (ONNX) calibrated with --calib INPUTS.npz: int8 or fp8 (per-channel weights, per-tensor \
+        activations on Conv / ConvTranspose / MatMul / Gemm inputs; --option range=max|percentile|mse, \
+        percentile=P, batch=N, exclude-sensitive=N, output-qdq=true for onnxruntime-style output pairs; --exclude NODE_GLOB).
         """
     )
+
+    /// Algorithms of graph models (calibrated on an .npz) — run by the engine's ``GraphQuantizer``.
+    static let graphAlgorithms: [String: GraphQuantizer.Algorithm] = ["int8": .int8, "fp8": .fp8]
 
     static let algorithms: [String: (pass: String, options: [String: String])] = [
         "fp8": ("fp8", [:]),
@@ -24,7 +30,7 @@ struct QuantizeCommand: ParsableCommand {
     @Argument(help: "Model file or folder (Hugging Face checkpoint, ...).")
     var model: String
 
-    @Option(help: "fp8 | int8-sq | int4-awq | w4a8-awq | int4-rtn")
+    @Option(help: "fp8 | int8-sq | int4-awq | w4a8-awq | int4-rtn; graph models: int8 | fp8")
     var algo: String
 
     @Option(help: "Output format: trtllm | hf-quant | onnx.")
@@ -52,7 +58,18 @@ struct QuantizeCommand: ParsableCommand {
     @OptionGroup var output: PassOutputOptions
     @OptionGroup var global: GlobalOptions
 
+    /// A graph model calibrated on an .npz of its inputs (the ONNX PTQ flow).
+    var isGraphFlow: Bool { calibration.calib?.hasSuffix(".npz") == true }
+
     func validate() throws {
+        if isGraphFlow {
+            guard QuantizeCommand.graphAlgorithms[algo] != nil else {
+                throw ValidationError("with --calib FILE.npz (a graph model), --algo must be int8 or fp8 (found \"\(algo)\")")
+            }
+            if to != "onnx" && !output.out.hasSuffix(".onnx") { throw ValidationError("a quantized graph model is written with --to onnx") }
+            _ = try graphOptions()
+            return
+        }
         guard QuantizeCommand.algorithms[algo] != nil else {
             throw ValidationError("--algo must be one of \(QuantizeCommand.algorithms.keys.sorted().joined(separator: ", ")) (found \"\(algo)\")")
         }
@@ -70,6 +87,12 @@ struct QuantizeCommand: ParsableCommand {
         if !exclude.isEmpty { o["exclude"] = exclude.joined(separator: ",") }
         if let groupSize { o["group-size"] = String(groupSize) }
         if let alpha { o["alpha"] = alpha }
+        return o.merging(explicitOptions) { $1 }
+    }
+
+    /// The --option KEY=VALUE pairs.
+    var explicitOptions: [String: String] {
+        var o: [String: String] = [:]
         for kv in passOptions {
             let parts = kv.split(separator: "=", maxSplits: 1)
             o[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
@@ -85,7 +108,46 @@ struct QuantizeCommand: ParsableCommand {
         return o
     }
 
+    /// Options of the graph flow, from --exclude, --calib-samples and --option range= / percentile= / batch=.
+    func graphOptions() throws -> GraphQuantizer.Options {
+        var o = GraphQuantizer.Options()
+        o.algorithm = QuantizeCommand.graphAlgorithms[algo] ?? .int8
+        o.exclude = exclude
+        o.samples = calibration.calibSamples
+        let given = explicitOptions
+        if let r = given["range"] {
+            guard let method = RangeMethod(rawValue: r) else {
+                throw ValidationError("--option range must be one of \(RangeMethod.allCases.map(\.rawValue).joined(separator: ", ")) (found \"\(r)\")")
+            }
+            o.range = method
+        }
+        if let p = given["percentile"] {
+            guard let v = Double(p), v > 50, v <= 100 else { throw ValidationError("--option percentile must be in (50, 100] (found \"\(p)\")") }
+            o.percentile = v
+        }
+        if let n = given["exclude-sensitive"] {
+            guard let v = Int(n), v >= 0 else { throw ValidationError("--option exclude-sensitive must be a count ≥ 0 (found \"\(n)\")") }
+            o.excludeSensitive = v
+        }
+        if let v = given["output-qdq"] {
+            guard let flag = ["true": true, "false": false][v] else { throw ValidationError("--option output-qdq must be true or false (found \"\(v)\")") }
+            o.outputQDQ = flag
+        }
+        if let b = given["batch"] {
+            guard let v = Int(b), v >= 1 else { throw ValidationError("--option batch must be at least 1 (found \"\(b)\")") }
+            o.batch = v
+        }
+        return o
+    }
+
     func run() throws {
+        if isGraphFlow {
+            var pipeline = PassPipeline(model: model, passes: [], output: output.out, writer: "onnx", writerOptions: writerOptions,
+                                        global: global)
+            pipeline.graphQuantization = (try graphOptions(), calibration.calib!)
+            try pipeline.run()
+            return
+        }
         var pipeline = PassPipeline(
             model: model, passes: [(QuantizeCommand.algorithms[algo]!.pass, options)], output: output.out, writer: to,
             writerOptions: writerOptions, tokenizer: output.tokenizer, eval: output.evalSettings, global: global)

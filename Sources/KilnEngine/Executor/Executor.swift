@@ -58,7 +58,7 @@ public final class Executor: @unchecked Sendable {
     }
 
     /// Runs once: OpenBLAS single-threaded (see ``threads``).
-    private static let blasSetUp: Void = { openblas_set_num_threads(1) }()
+    static let blasSetUp: Void = { openblas_set_num_threads(1) }()
 
     /// An executor for `model`, with the graph built by the architecture template its config
     /// names, or the model's own graph when it has no config.

@@ -10,14 +10,16 @@ import KilnCore
 /// its element size, otherwise a `.deferred` copy of the mapped bytes. Deflated members
 /// (`np.savez_compressed`) are `.deferred`: inflated, size- and CRC-checked when the tensor's
 /// bytes are first needed, so `kiln inspect` reads only the headers.
-final class NPZReader: FormatReader {
-    let name = "npz"
-    let summary = "numpy .npz archives (np.savez, np.savez_compressed); member x.npy is tensor x"
-    var capabilities: [String] { ["weights", "deflate", "zip64"] + NPYLayout.dtypes.map { $0.dtype.name } }
+public final class NPZReader: FormatReader {
+    public let name = "npz"
+    public let summary = "numpy .npz archives (np.savez, np.savez_compressed); member x.npy is tensor x"
+    public var capabilities: [String] { ["weights", "deflate", "zip64"] + NPYLayout.dtypes.map { $0.dtype.name } }
 
     /// 100 for a `.npz` file starting with a zip signature; 10 for another `.npz` file, so that
     /// this reader, not "no reader recognises it", explains what is wrong with it.
-    func probe(path: String) -> Int {
+    public init() {}
+
+    public func probe(path: String) -> Int {
         guard path.hasSuffix(".npz"), !FileSystem.isDirectory(path) else { return 0 }
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return 0 }
@@ -32,7 +34,7 @@ final class NPZReader: FormatReader {
     ///   archive, a member that is not an .npy file, a bad header or a header whose shape and
     ///   dtype disagree with the member's size.
     /// - Complexity: O(members + header bytes).
-    func read(path: String, context: KilnContext) throws -> Model {
+    public func read(path: String, context: KilnContext) throws -> Model {
         let file = try MappedFile(path: path)
         let archive = try ZipArchive(file)
         let model = try Model(sourcePath: path)

@@ -1,0 +1,122 @@
+import Foundation
+import KilnCore
+import KilnEngine
+import KilnNumpy
+import KilnTestKit
+import Testing
+
+/// Shared steps: read an ONNX model, run it in the interpreter on an .npz, compare with onnxruntime
+/// (Tools/verify/graph_check.py compare).
+enum GraphCheck {
+    static func read(_ path: String) throws -> Model {
+        try TestEnvironment.plugins.reader(for: path, named: "onnx").read(path: path, context: KilnContext())
+    }
+
+    /// Run `model` on `inputs` (an .npz) in the interpreter, write the outputs beside, and return
+    /// graph_check's per-output comparison with onnxruntime running `reference` (default: the same model).
+    static func compare(_ python: String, model: String, reference: String? = nil, inputs: String, dir: TemporaryDirectory,
+                        sourceLocation: SourceLocation = #_sourceLocation) throws -> [String: JSONValue] {
+        let interpreter = try GraphInterpreter(model: try read(model))
+        let feed = try GraphInputs(npz: inputs, graph: interpreter.graph)
+        let outputs = try interpreter.run(feed.values)
+        let out = dir.file(URL(fileURLWithPath: model).deletingPathExtension().lastPathComponent + ".kiln.npz")
+        try NPZWriter.write(interpreter.graph.outputs.map { outputs[$0.name]!.tensor(name: $0.name) }, to: out, overwrite: true)
+        let run = try runVerifyScript(python, "graph_check.py", ["compare", reference ?? model, inputs, out])
+        try #require(run.status == 0, "graph_check.py compare: \(run.stderr)", sourceLocation: sourceLocation)
+        let line = run.stdout.split(separator: "\n").last.map(String.init) ?? ""
+        return try #require(JSONValue.parse(Array(line.utf8))["outputs"]?.objectValue, sourceLocation: sourceLocation)
+            .reduce(into: [:]) { $0[$1.0] = $1.1 }
+    }
+
+    /// Every output within `relative` × its scale (max |ort|) of onnxruntime, same shape.
+    static func expectClose(_ result: [String: JSONValue], relative: Double, _ label: String,
+                            sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(!result.isEmpty, "\(label): no outputs compared", sourceLocation: sourceLocation)
+        for (name, r) in result {
+            guard let maxAbs = r["max_abs"]?.doubleValue, let scale = r["scale"]?.doubleValue else {
+                Issue.record("\(label) › \(name): shapes differ: \(r)", sourceLocation: sourceLocation)
+                continue
+            }
+            #expect(maxAbs <= relative * max(scale, 1e-6), "\(label) › \(name): max |kiln − ort| \(maxAbs) vs scale \(scale)",
+                    sourceLocation: sourceLocation)
+        }
+    }
+
+    /// The first `count` samples of a shared `*.eval.npz`, written as a new archive.
+    static func firstSamples(_ source: String, _ count: Int, into dir: TemporaryDirectory) throws -> String {
+        let model = try NPZReader().read(path: source, context: KilnContext())
+        let tensors = try model.tensors.map { t -> Tensor in
+            let v = try GraphValue(t)
+            let inner = t.shape.dims.dropFirst().reduce(1, *)
+            return GraphValue(shape: [count] + t.shape.dims.dropFirst(), floats: Array(v.floats.prefix(count * inner))).tensor(name: t.name)
+        }
+        let path = dir.file(URL(fileURLWithPath: source).lastPathComponent)
+        try NPZWriter.write(tensors, to: path, overwrite: true)
+        return path
+    }
+}
+
+@Suite("Graph interpreter vs onnxruntime")
+struct GraphInterpreterTests {
+    let dir = TemporaryDirectory("kiln-graph")
+
+    /// Tolerance: max |kiln − onnxruntime| ≤ 1e-4 × max |onnxruntime output| (f32 sums in a different order).
+    static let tolerance = 1e-4
+
+    @Test("PP-OCR det / rec / cls on two eval images match onnxruntime", arguments: ["det", "rec", "cls"])
+    func ppocr(_ kind: String) throws {
+        guard let python = TestEnvironment.python, let folder = TestEnvironment.sharedModel("ppocr-v4-onnx") else { return }
+        let model = try #require(FileSystem.list(folder)?.first { $0.contains("_\(kind)_") && $0.hasSuffix(".onnx") })
+        let inputs = try GraphCheck.firstSamples(folder + "/inputs/\(kind).eval.npz", 2, into: dir)
+        let result = try GraphCheck.compare(python, model: folder + "/" + model, inputs: inputs, dir: dir)
+        GraphCheck.expectClose(result, relative: Self.tolerance, kind)
+    }
+
+    @Test("MiniLM (BERT, opset 17) on tokenized sentences matches onnxruntime, int64 outputs exactly")
+    func minilm() throws {
+        guard let python = TestEnvironment.python, let folder = TestEnvironment.sharedModel("paraphrase-MiniLM-L3-v2-onnx") else { return }
+        let inputs = dir.file("minilm.npz")
+        let made = try runVerifyScript(python, "graph_check.py", ["minilm", folder + "/tokenizer.json", inputs])
+        try #require(made.status == 0, "\(made.stderr)")
+        let result = try GraphCheck.compare(python, model: folder + "/model.onnx", inputs: inputs, dir: dir)
+        GraphCheck.expectClose(result, relative: Self.tolerance, "minilm")
+        #expect(result["output"]?["max_abs"]?.doubleValue == 0 && result["463"]?["max_abs"]?.doubleValue == 0)
+    }
+
+    @Test("single-op models built with onnx.helper (Resize, ConvTranspose, grouped Conv, negative Slice steps, legacy opsets)")
+    func ops() throws {
+        guard let python = TestEnvironment.python else { return }
+        let made = try runVerifyScript(python, "graph_check.py", ["ops", dir.path])
+        try #require(made.status == 0, "\(made.stderr)")
+        let names = try #require(JSONValue.parse(Array(made.stdout.utf8))["models"]?.arrayValue).compactMap(\.stringValue)
+        #expect(names.count >= 20)
+        for name in names {
+            let result = try GraphCheck.compare(python, model: dir.file(name + ".onnx"), inputs: dir.file(name + ".npz"), dir: dir)
+            GraphCheck.expectClose(result, relative: 1e-5, name)
+        }
+    }
+
+    @Test("an op the interpreter lacks fails naming the op type and the node")
+    func unsupportedOp() throws {
+        let graph = Graph(inputs: [ValueInfo(name: "x", dtype: .f32, dims: [.fixed(2)])], outputs: [ValueInfo(name: "y")],
+                          nodes: [Node(name: "fft_node", opType: "DFT", inputs: ["x"], outputs: ["y"])])
+        let model = try Model(graph: graph)
+        let interpreter = try GraphInterpreter(model: model)
+        do {
+            _ = try interpreter.run(["x": GraphValue(shape: [2], floats: [1, 2])])
+            Issue.record("expected an error")
+        } catch let e as KilnError {
+            #expect(e.kind == .unsupported && "\(e)".contains("DFT") && "\(e)".contains("fft_node"), "\(e)")
+        }
+    }
+
+    @Test("a node reading an undefined value is refused at construction, naming node and input")
+    func undefinedInput() throws {
+        let graph = Graph(inputs: [ValueInfo(name: "x")], outputs: [ValueInfo(name: "y")],
+                          nodes: [Node(name: "add", opType: "Add", inputs: ["x", "nowhere"], outputs: ["y"])])
+        #expect(throws: KilnError.self) { try GraphInterpreter(model: try Model(graph: graph)) }
+        do { _ = try GraphInterpreter(model: try Model(graph: graph)) } catch let e as KilnError {
+            #expect("\(e)".contains("nowhere") && "\(e)".contains("node \"add\""), "\(e)")
+        }
+    }
+}
