@@ -41,7 +41,7 @@ import KilnCore
 /// excluded modules (module names in layer order, then `lm_head`).
 final class FP8Pass: ModelPass {
     let name = "fp8"
-    let summary = "FP8 E4M3 W8A8: per-tensor weight scales, calibrated static activation scales (max | percentile | mse), optional FP8 KV cache, exclude-worst / weights-only levers (Llama family)"
+    let summary = "FP8 E4M3 W8A8: per-tensor weight scales, calibrated static activation scales (max | percentile | mse), optional FP8 KV cache, auto-exclude by end-to-end sensitivity / exclude-worst / weights-only levers, per-channel + per-token option (Llama family)"
 
     /// Option names this pass reads.
     static let optionNames = ["calib", "calib-samples", "calib-seq-len", "activation-calibration", "percentile",

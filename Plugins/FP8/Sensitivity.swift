@@ -86,7 +86,7 @@ struct FP8Sensitivity {
         func pct(_ d: Double?) -> String {
             guard let d else { return "" }
             let v = (expm1(d) * 100 * 1000).rounded() / 1000
-            return (v >= 0 ? "+" : "") + String(v) + "%"
+            return v == 0 ? "0%" : (v > 0 ? "+" : "") + String(v) + "%"
         }
         var lines = ["fp8 sensitivity on \(probe.tokens) calibration tokens (baseline loss \(probe.baseline)); ppl change with one group in FP8:",
                      "group\tweights+activations\tweights only\tactivations only"]
