@@ -16,7 +16,7 @@ import KilnCore
 /// - `calib` FILE: calibration text (required unless activations are dynamic and there is no KV cache);
 ///   `calib-samples` N (default 128), `calib-seq-len` L (default 512).
 /// - `activation-calibration`: `max` (default, ModelOpt's) | `percentile` | `mse` (the most accurate:
-///   SmolLM2-135M +1.6% vs +2.7% with max at 4000 eval tokens; see ``ActivationRange``); `percentile` P (default 99.99,
+///   SmolLM2-135M +2.24% vs +2.83% with max, 20000 eval tokens; see ``ActivationRange``); `percentile` P (default 99.99,
 ///   in 50...100); `capture-rows` R: input rows kept per linear for percentile / mse (default 512).
 /// - `kv-cache`: `none` (default) | `fp8`.
 /// - `weight-granularity`: `per-tensor` (default) | `per-channel`; `activation`: `static` (default) |
@@ -31,6 +31,9 @@ import KilnCore
 ///   raises the loss most on the first `sensitivity-samples` S calibration sequences (default 8; an
 ///   end-to-end measurement, ``FP8Sensitivity``); static activations only. `sensitivity-report`: print every
 ///   group's loss increase (weights + activations, weights only, activations only) on stderr.
+///   SmolLM2-135M (32 × 256 calibration tokens, mse ranges, S = 8): auto-exclude 8 of 120 groups (8.5% of the
+///   decoder's linear weights) gives +1.28% perplexity on 20000 eval tokens, 16 groups (17.6%) +0.50%, against
+///   +2.24% with none.
 /// - `force`: re-quantize an already quantized model (dequantized first).
 ///
 /// Output: each selected linear weight becomes an `f8e4m3fn` tensor of the same name and shape whose
