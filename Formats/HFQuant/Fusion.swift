@@ -3,12 +3,15 @@ import KilnCore
 /// How one linear's weight is stored.
 enum Format: Equatable {
     case fp8
+    /// FP8 weights with one scale per output row; activations quantized per token at run time.
+    case fp8PerChannel
     case int8
     case int4(group: Int)
 
     var algorithm: String {
         switch self {
         case .fp8: return "FP8"
+        case .fp8PerChannel: return "FP8_PER_CHANNEL_PER_TOKEN"
         case .int8: return "W8A8_SQ_PER_CHANNEL"
         case .int4: return "W4A16_AWQ"
         }
@@ -25,6 +28,11 @@ enum Format: Equatable {
         }
         switch (q.format, q.granularity) {
         case (.fp8e4m3, .perTensor): return .fp8
+        case (.fp8e4m3, .perChannel(axis: 0)):
+            guard q.inputScale == nil else {
+                throw KilnError(.unsupported, path: at, "FP8 per-channel weights take per-token dynamic activations (FP8_PER_CHANNEL_PER_TOKEN); a static input scale has no place beside them")
+            }
+            return .fp8PerChannel
         case (.int8, .perChannel(axis: 0)): return .int8
         case (.int4, .perBlock(axis: 1, let g)):
             guard t.shape[1] % g == 0 else {
@@ -33,7 +41,7 @@ enum Format: Equatable {
             return .int4(group: g)
         default:
             throw KilnError(.unsupported, path: at,
-                            "\(q.format.rawValue) with granularity \(q.granularity) has no unified HF layout (FP8 per-tensor, INT8 per-channel axis 0, INT4 blocks along axis 1)")
+                            "\(q.format.rawValue) with granularity \(q.granularity) has no unified HF layout (FP8 per-tensor or per-channel axis 0, INT8 per-channel axis 0, INT4 blocks along axis 1)")
         }
     }
 }
@@ -44,7 +52,7 @@ enum Format: Equatable {
 ///   (preprocess_linear_fusion; differing pre-quant scales would need resmoothing: refused here);
 /// - AWQ: that pre_quant_scale folded into the norm feeding the group (fuse_prequant_layernorm):
 ///   `norm' = norm · p`, multiplied in f32 and rounded once to the norm's dtype;
-/// - FP8: nothing (each module keeps its own scales).
+/// - FP8 (per-tensor or per-channel): nothing (each module keeps its own scales).
 enum Fusion {
     static func apply(model: Model, specs: inout [String: QuantSpec], replaced: inout [String: Tensor]) throws {
         for t in model.tensors {
@@ -63,7 +71,7 @@ enum Fusion {
         let group = names.map { specs[$0]! }
         let formats = try names.map { try Format.classify(model[$0]!, specs[$0]!) }
         guard formats.allSatisfy({ $0 == formats[0] }) else { return }
-        if formats[0] == .fp8 { return }
+        if formats[0] == .fp8 || formats[0] == .fp8PerChannel { return }
         // Shared static input scale: the maximum.
         let inputs = try group.compactMap { try $0.inputScale.map { try scalar($0) } }
         if let m = inputs.max(), inputs.count == group.count {

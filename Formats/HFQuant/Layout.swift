@@ -18,9 +18,15 @@
 //     FP8        X.weight F8_E4M3 [out, in]   X.weight_scale F32 [] = amax/448   X.input_scale F32 []
 //                (no fusion: q, k, v keep their own scales — FP8 is excluded from
 //                requantize_resmooth_fused_llm_layers)
+//     FP8_PER_CHANNEL_PER_TOKEN
+//                X.weight F8_E4M3 [out, in]   X.weight_scale F32 [out] = amax_row/448, no input_scale
+//                (activations quantized per token at run time; vLLM's ModelOptFp8PcPtLinearMethod)
 //     INT8 SQ    X.weight I8 [out, in]        X.weight_scale F32 [out]           X.input_scale F32 []
 //                X.pre_quant_scale [in] on every linear; modules sharing an input (q/k/v, gate/up)
-//                share one pre_quant_scale and input_scale = max (preprocess_linear_fusion)
+//                share one pre_quant_scale and input_scale = max (preprocess_linear_fusion);
+//                W8A8_SQ_PER_CHANNEL_PER_TOKEN_PLUGIN: the same without input_scale (per-token dynamic)
+//   2:4 sparse float model: hf_quant_config.json {"quantization": {"quant_algo": null, "sparsity": "2:4", ...}}
+//                and a config.json without quantization_config (dense weights with zeros)
 //     INT4 AWQ   X.weight U8 [out/2, in]: byte[k, j] = (q[2k, j] & 0xF) | (q[2k+1, j] << 4)
 //                X.weight_scale F32 [out, in/G] = amax/7; X.pre_quant_scale only on o_proj / down_proj:
 //                for q/k/v and gate/up it is folded into input_layernorm / post_attention_layernorm
@@ -37,7 +43,8 @@ enum Layout {
     static let weightScale2 = "weight_scale_2"
     static let inputScale = "input_scale"
     static let preQuantScale = "pre_quant_scale"
-    static let quantAlgorithms = ["FP8", "W4A16_AWQ", "W4A8_AWQ", "W8A8_SQ_PER_CHANNEL"]
+    static let quantAlgorithms = ["FP8", "FP8_PER_CHANNEL_PER_TOKEN", "W4A16_AWQ", "W4A8_AWQ", "W8A8_SQ_PER_CHANNEL",
+                                  "W8A8_SQ_PER_CHANNEL_PER_TOKEN_PLUGIN"]
     static let kvCacheAlgorithms = ["FP8", "INT8"]
     /// save_pretrained's default shard size.
     static let defaultMaxShardBytes = 5_000_000_000

@@ -84,8 +84,12 @@ enum QuantLayout {
         let scaleF32 = scale.converted(to: .f32)
         switch t.dtype {
         case .f8e4m3fn:
+            if scale.shape == [rows], rows > 1 {
+                return (t, QuantSpec(format: .fp8e4m3, granularity: .perChannel(axis: 0), scale: scaleF32))
+            }
             guard scale.elementCount == 1 else {
-                throw KilnError.mismatch(file: file, path: ["tensor \"\(scale.name)\"", "shape"], expected: "[] (per-tensor FP8 scale)", found: "\(scale.shape)")
+                throw KilnError.mismatch(file: file, path: ["tensor \"\(scale.name)\"", "shape"],
+                                         expected: "[] (per-tensor FP8 scale) or [\(rows)] (per-channel)", found: "\(scale.shape)")
             }
             return (t, QuantSpec(format: .fp8e4m3, granularity: .perTensor, scale: scaleF32))
         case .i8:
@@ -160,9 +164,10 @@ enum QuantRecordReader {
             }
             exclude = items.map { $0.stringValue! }
         }
-        guard algo != nil || kv != nil else { return nil }
+        let sparsity = quantization["sparsity"]?.stringValue
+        guard algo != nil || kv != nil || sparsity != nil else { return nil }
         return QuantizationRecord(algorithm: algo ?? "NONE", kvCacheAlgorithm: kv,
                                   groupSize: algo?.contains("AWQ") == true ? group : nil,
-                                  excludedModules: exclude, sparsity: quantization["sparsity"]?.stringValue)
+                                  excludedModules: exclude, sparsity: sparsity)
     }
 }

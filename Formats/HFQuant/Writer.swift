@@ -78,6 +78,8 @@ struct Export {
                 groupSize = g
                 if record?.algorithm == "W4A8_AWQ" || hasInputScale { algo = "W4A8_AWQ" }
             }
+            // INT8 SmoothQuant without static input scales: activations quantized per token at run time.
+            if first.1 == .int8, !hasInputScale, record?.algorithm == Export.int8PerToken { algo = Export.int8PerToken }
             if let recorded = record?.algorithm, recorded != algo {
                 throw KilnError.mismatch(file: nil, path: ["quantization record"], expected: "\"\(algo)\" (what the tensors hold)", found: "\"\(recorded)\"")
             }
@@ -106,12 +108,15 @@ struct Export {
         }
     }
 
+    /// TensorRT-LLM's name of INT8 SmoothQuant with per-token dynamic activations (the record's algorithm).
+    static let int8PerToken = "W8A8_SQ_PER_CHANNEL_PER_TOKEN_PLUGIN"
+
     /// The tensors of one quantized linear: payload (packed for int4), then its scales.
     static func quantized(_ t: Tensor, _ q: QuantSpec, module: String, format: Format) throws -> [Tensor] {
         var out: [Tensor] = []
         let weightName = module + ".weight"
         switch format {
-        case .fp8, .int8:
+        case .fp8, .fp8PerChannel, .int8:
             out.append(Tensor(name: weightName, dtype: t.dtype, shape: t.shape, storage: t.storage))
         case .int4:
             let (rows, cols) = (t.shape[0], t.shape[1])
@@ -126,7 +131,7 @@ struct Export {
         let scaleShape: Shape
         switch format {
         case .fp8: scaleShape = []
-        case .int8: scaleShape = [t.shape[0]]
+        case .fp8PerChannel, .int8: scaleShape = [t.shape[0]]
         case .int4(let g): scaleShape = [t.shape[0], t.shape[1] / g]
         }
         out.append(Tensor(name: module + "." + Layout.weightScale, dtype: q.scale.dtype, shape: scaleShape, storage: q.scale.storage).converted(to: .f32))
@@ -172,9 +177,11 @@ struct Export {
 
     var producer: JSONValue { .object(JSONObject([("name", "kiln"), ("version", .string(HFQuantWriter.version))])) }
 
-    /// hf_quant_config.json (get_quant_config + process_layer_quant_config), nil for a float model.
+    /// hf_quant_config.json (get_quant_config + process_layer_quant_config), nil for a dense float model.
+    /// A float model with 2:4 sparse weights gets one too (`quant_algo` null, `sparsity` "2:4"), so the
+    /// pattern is declared; its config.json stays a plain float config that every loader reads.
     var quantConfig: JSONValue? {
-        guard algorithm != nil || kvCache != nil else { return nil }
+        guard algorithm != nil || kvCache != nil || sparse else { return nil }
         var q = JSONObject()
         q["quant_algo"] = algorithm.map { .string($0) } ?? .null
         q["kv_cache_quant_algo"] = kvCache.map { .string($0) } ?? .null

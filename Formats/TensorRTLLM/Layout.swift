@@ -36,9 +36,13 @@
 //   FP8      weight F8_E4M3; weights_scaling_factor F32 [1] = amax/448 (qkv: one scale = max of
 //            q, k, v; fc and gate share one — a different part scale is requantized to it);
 //            activation_scaling_factor F32 [1] (max over the shared group)
+//   FP8_PER_CHANNEL_PER_TOKEN (quantization/layers.py Fp8RowwiseLinear)
+//            weight F8_E4M3; per_channel_scale F32 [out_r] (column) or [out] (row, replicated) =
+//            amax_row/448; no activation scale (activations quantized per token at run time)
 //   W8A8 SQ  weight I8; weights_scaling_factor F32 [out_r] (column) or [out] (row, replicated);
 //            activation_scaling_factor F32 [1]; prequant_scaling_factor [in] (column: replicated,
-//            row: split), in the checkpoint dtype
+//            row: split), in the checkpoint dtype; W8A8_SQ_PER_CHANNEL_PER_TOKEN_PLUGIN: the same
+//            without activation_scaling_factor (per-token dynamic activations)
 //   W4A16    weight I8 [out_r / 2, in_r] (Int4Packing.packRowPairs of the rank's rows);
 //   AWQ      weights_scaling_factor F32 [out_r, in_r / G] (column: rows split; row: group columns
 //            split); prequant_scaling_factor [in] as SQ (all ones when the IR has none)
@@ -55,7 +59,9 @@ enum Layout {
     static func rankFile(_ r: Int) -> String { "rank\(r).safetensors" }
 
     /// Quant algorithms the writer and reader handle (TensorRT-LLM's QuantAlgo names).
-    static let quantAlgorithms = ["FP8", "W4A16_AWQ", "W4A8_AWQ", "W8A8_SQ_PER_CHANNEL"]
+    static let quantAlgorithms = ["FP8", "FP8_PER_CHANNEL_PER_TOKEN", "W4A16_AWQ", "W4A8_AWQ", "W8A8_SQ_PER_CHANNEL", int8PerToken]
+    /// INT8 SmoothQuant with per-token dynamic activations (no activation_scaling_factor).
+    static let int8PerToken = "W8A8_SQ_PER_CHANNEL_PER_TOKEN_PLUGIN"
     static let kvCacheAlgorithms = ["FP8", "INT8"]
 
     /// HF tensors that are runtime buffers, not weights (old checkpoints carry them): skipped.

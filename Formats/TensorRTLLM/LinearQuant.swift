@@ -5,6 +5,8 @@ enum WeightFormat: Equatable {
     case float
     /// F8_E4M3, one per-tensor scale.
     case fp8
+    /// F8_E4M3, one scale per output row (`per_channel_scale`), per-token dynamic activations.
+    case fp8PerChannel
     /// I8, per-output-channel scales (SmoothQuant).
     case int8
     /// int4 in blocks of `group` along the input dim (AWQ), packed two per byte.
@@ -15,6 +17,7 @@ enum WeightFormat: Equatable {
         switch self {
         case .float: return nil
         case .fp8: return "FP8"
+        case .fp8PerChannel: return "FP8_PER_CHANNEL_PER_TOKEN"
         case .int8: return "W8A8_SQ_PER_CHANNEL"
         case .int4: return "W4A16_AWQ"
         }
@@ -51,11 +54,16 @@ struct LinearQuant {
             }
             switch (q.format, q.granularity) {
             case (.fp8e4m3, .perTensor): formats.append(.fp8)
+            case (.fp8e4m3, .perChannel(axis: 0)):
+                guard q.inputScale == nil else {
+                    throw KilnError(.unsupported, path: at, "FP8 per-channel weights take per-token dynamic activations (FP8_PER_CHANNEL_PER_TOKEN); a static input scale has no place beside them")
+                }
+                formats.append(.fp8PerChannel)
             case (.int8, .perChannel(axis: 0)): formats.append(.int8)
             case (.int4, .perBlock(axis: 1, let size)): formats.append(.int4(group: size))
             default:
                 throw KilnError(.unsupported, path: at,
-                                "\(q.format.rawValue) with granularity \(q.granularity) has no TensorRT-LLM layout (FP8 per-tensor, INT8 per-channel axis 0, INT4 blocks along axis 1)")
+                                "\(q.format.rawValue) with granularity \(q.granularity) has no TensorRT-LLM layout (FP8 per-tensor or per-channel axis 0, INT8 per-channel axis 0, INT4 blocks along axis 1)")
             }
         }
         guard formats.allSatisfy({ $0 == formats[0] }) else {

@@ -61,8 +61,9 @@ struct ModelAssembly {
             throw KilnError(.invalidInput, file: ranks.path(0), path: ["tensor \"\(wName)\""], "missing (expected from \(ranks.describe))")
         }
         guard let s = ranks.entries[0][l.trt + ".weights_scaling_factor"] else {
+            if w.dtype == .f8e4m3fn, ranks.has(l.trt + ".per_channel_scale") { return .fp8PerChannel }
             guard w.dtype.isFloat, w.dtype != .f8e4m3fn else {
-                throw KilnError(.invalidInput, file: ranks.path(0), path: ["tensor \"\(wName)\""], "\(w.dtype.safetensorsName) weight without weights_scaling_factor")
+                throw KilnError(.invalidInput, file: ranks.path(0), path: ["tensor \"\(wName)\""], "\(w.dtype.safetensorsName) weight without weights_scaling_factor (or per_channel_scale for FP8 per-channel)")
             }
             return .float
         }

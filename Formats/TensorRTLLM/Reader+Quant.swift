@@ -26,21 +26,17 @@ extension ModelAssembly {
                 QuantSpec(format: .fp8e4m3, granularity: .perTensor, scale: Assemble.f32(p.module + ".weight_scale", [], [ws]),
                           inputScale: inputScale(p), sparsity: sparsity)
             }
+        case .fp8PerChannel:
+            let scale = try rowScales(l, name: l.trt + ".per_channel_scale")
+            return l.parts.map { p in
+                QuantSpec(format: .fp8e4m3, granularity: .perChannel(axis: 0), scale: scale(p), sparsity: sparsity)
+            }
         case .int8:
-            let scales = try ranks.all(wsf, shape: { l.parallel == .row ? [l.parts[0].rows] : [l.rows(rank: $0)] }, dtype: .f32)
+            let scale = try rowScales(l, name: wsf)
             let pq = try preQuant(l)
             return l.parts.map { p in
-                let scale: Tensor
-                if l.parallel == .row {
-                    scale = renamed(scales[0], p.module + ".weight_scale")
-                } else {
-                    let pieces = self.pieces(l, weight: p.weight, sources: scales.map { Source(tensor: $0) }).map { ($0.source, $0.srcRows, $0.row, 0) }
-                    scale = Assemble.deferred(p.module + ".weight_scale", .f32, [p.rows]) {
-                        try Assemble.scatter(pieces, rows: p.rows, cols: 1, elementSize: 4, transposed: false)
-                    }
-                }
-                return QuantSpec(format: .int8, granularity: .perChannel(axis: 0), scale: scale,
-                                 preQuantScale: pq.map { renamed($0, p.module + ".pre_quant_scale") }, inputScale: inputScale(p), sparsity: sparsity)
+                QuantSpec(format: .int8, granularity: .perChannel(axis: 0), scale: scale(p),
+                          preQuantScale: pq.map { renamed($0, p.module + ".pre_quant_scale") }, inputScale: inputScale(p), sparsity: sparsity)
             }
         case .int4(let group):
             let groups = l.inFeatures / group
@@ -57,7 +53,20 @@ extension ModelAssembly {
                     try Assemble.scatter(pieces, rows: p.rows, cols: groups, elementSize: 4, transposed: false)
                 }
                 return QuantSpec(format: .int4, granularity: .perBlock(axis: 1, size: group), scale: scale,
-                                 preQuantScale: pq.map { renamed($0, p.module + ".pre_quant_scale") }, inputScale: inputScale(p), sparsity: sparsity)
+                          preQuantScale: pq.map { renamed($0, p.module + ".pre_quant_scale") }, inputScale: inputScale(p), sparsity: sparsity)
+            }
+        }
+    }
+
+    /// Per-output-row f32 scales stored as `name` ([rows_r] per rank; row-parallel: all rows on every
+    /// rank), as a function giving each part's `[rows]` scale tensor.
+    func rowScales(_ l: LinearSpec, name: String) throws -> (LinearPart) -> Tensor {
+        let scales = try ranks.all(name, shape: { l.parallel == .row ? [l.parts[0].rows] : [l.rows(rank: $0)] }, dtype: .f32)
+        return { p in
+            if l.parallel == .row { return renamed(scales[0], p.module + ".weight_scale") }
+            let pieces = self.pieces(l, weight: p.weight, sources: scales.map { Source(tensor: $0) }).map { ($0.source, $0.srcRows, $0.row, 0) }
+            return Assemble.deferred(p.module + ".weight_scale", .f32, [p.rows]) {
+                try Assemble.scatter(pieces, rows: p.rows, cols: 1, elementSize: 4, transposed: false)
             }
         }
     }

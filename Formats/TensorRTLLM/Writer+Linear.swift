@@ -17,6 +17,8 @@ extension RankBuilder {
             try floatWeight(l, weights)
         case .fp8:
             hasInput = try fp8(l, weights, quant, shared: shared[l.shareGroup]!)
+        case .fp8PerChannel:
+            try fp8PerChannel(l, weights, quant)
         case .int8:
             hasInput = try int8(l, weights, quant)
         case .int4(let group):
@@ -128,25 +130,43 @@ extension RankBuilder {
         return shared.input != nil
     }
 
+    /// F8_E4M3 weight (split like any weight) and `per_channel_scale` F32 [rows_r] (TensorRT-LLM's
+    /// Fp8RowwiseLinear); no activation scale: activations are quantized per token at run time.
+    mutating func fp8PerChannel(_ l: LinearSpec, _ weights: [Tensor], _ q: LinearQuant) throws {
+        try refusePadding(l, weights)
+        if isIdentity(l) {
+            emitAll(renamed(weights[0], l.trt + ".weight"))
+        } else {
+            try assembled(l, l.trt + ".weight", .f8e4m3fn, weights.map { Source(tensor: $0) })
+        }
+        try rowScales(l, q.specs.map { $0! }, name: l.trt + ".per_channel_scale")
+    }
+
+    /// One f32 scale per output row, named `name`: column-parallel split with the rows, row-parallel
+    /// replicated (every rank holds all output rows).
+    mutating func rowScales(_ l: LinearSpec, _ specs: [QuantSpec], name: String) throws {
+        for (p, s) in zip(l.parts, specs) where s.scale.elementCount != p.rows {
+            throw KilnError.mismatch(file: nil, path: ["tensor \"\(p.weight)\"", "scale"], expected: "\(p.rows) per-channel values", found: "\(s.scale.elementCount)")
+        }
+        let scales = specs.map { $0.scale.converted(to: .f32) }
+        if l.parallel == .row {
+            emitAll(renamed(scales[0], name))
+        } else {
+            let sources = scales.map { Source(tensor: $0) }
+            for r in 0..<tp {
+                let b = blocks(l, sources, rank: r, cols: 0..<1)
+                emit(r, Assemble.deferred(name, .f32, [l.rows(rank: r)]) { try Assemble.rows(b, cols: 1, elementSize: 4) })
+            }
+        }
+    }
+
     // MARK: - INT8 SmoothQuant
 
     mutating func int8(_ l: LinearSpec, _ weights: [Tensor], _ q: LinearQuant) throws -> Bool {
         try refusePadding(l, weights)
         let specs = q.specs.map { $0! }
         try assembled(l, l.trt + ".weight", .i8, weights.map { Source(tensor: $0) })
-        for (p, s) in zip(l.parts, specs) where s.scale.elementCount != p.rows {
-            throw KilnError.mismatch(file: nil, path: ["tensor \"\(p.weight)\"", "scale"], expected: "\(p.rows) per-channel values", found: "\(s.scale.elementCount)")
-        }
-        let scales = specs.map { $0.scale.converted(to: .f32) }
-        if l.parallel == .row {
-            emitAll(renamed(scales[0], l.trt + ".weights_scaling_factor"))
-        } else {
-            let sources = scales.map { Source(tensor: $0) }
-            for r in 0..<tp {
-                let b = blocks(l, sources, rank: r, cols: 0..<1)
-                emit(r, Assemble.deferred(l.trt + ".weights_scaling_factor", .f32, [l.rows(rank: r)]) { try Assemble.rows(b, cols: 1, elementSize: 4) })
-            }
-        }
+        try rowScales(l, specs, name: l.trt + ".weights_scaling_factor")
         let hasInput = try activationScale(l, specs, weights)
         try preQuant(l, specs, weights)
         return hasInput
@@ -262,6 +282,10 @@ extension RankBuilder {
                 s.groupSize = g
                 s.preQuantScale = true
                 if record?.algorithm == "W4A8_AWQ" || quantized.contains(where: \.hasInputScale) { algo = "W4A8_AWQ" }
+            }
+            // INT8 SmoothQuant without static activation scales: per-token dynamic activations.
+            if first.format == .int8, !quantized.contains(where: \.hasInputScale), record?.algorithm == Layout.int8PerToken {
+                algo = Layout.int8PerToken
             }
             if let recorded = record?.algorithm, recorded != algo {
                 throw KilnError.mismatch(file: nil, path: ["quantization record"], expected: "\"\(algo)\" (what the tensors hold)", found: "\"\(recorded)\"")

@@ -184,7 +184,7 @@ struct RankBuilder {
         var groups: [String: [(Tensor, QuantSpec)]] = [:]
         for l in plan.linears {
             for p in l.parts {
-                guard let t = model[p.weight], let q = t.quant, q.format == .fp8e4m3 else { continue }
+                guard let t = model[p.weight], let q = t.quant, q.format == .fp8e4m3, q.granularity == .perTensor else { continue }
                 groups[l.shareGroup, default: []].append((t, q))
             }
         }

@@ -27,6 +27,9 @@ struct QuantizeCommand: ParsableCommand {
         "int4-rtn": ("int4-rtn", [:]),
     ]
 
+    /// Output formats that hold quantized weights with their scales (every algorithm above).
+    static let targets = ["trtllm", "hf-quant", "onnx"]
+
     @Argument(help: "Model file or folder (Hugging Face checkpoint, ...).")
     var model: String
 
@@ -72,6 +75,9 @@ struct QuantizeCommand: ParsableCommand {
         }
         guard QuantizeCommand.algorithms[algo] != nil else {
             throw ValidationError("--algo must be one of \(QuantizeCommand.algorithms.keys.sorted().joined(separator: ", ")) (found \"\(algo)\")")
+        }
+        guard QuantizeCommand.targets.contains(to) else {
+            throw ValidationError("--algo \(algo) cannot be written --to \(to) (it has no place for quantization scales); supported: \(QuantizeCommand.targets.joined(separator: ", "))")
         }
         if algo != "int4-rtn" && calibration.calib == nil { throw ValidationError("--algo \(algo) needs --calib FILE (calibration text)") }
         if let kvCache, kvCache != "fp8" { throw ValidationError("--kv-cache must be fp8 (found \"\(kvCache)\")") }

@@ -44,6 +44,9 @@ struct SparsifyCommand: ParsableCommand {
         if let quantize, !["fp8", "int8-sq"].contains(quantize) {
             throw ValidationError("--quantize must be fp8 or int8-sq (found \"\(quantize)\")")
         }
+        if let quantize, let to, !QuantizeCommand.targets.contains(to) {
+            throw ValidationError("--quantize \(quantize) cannot be written --to \(to) (it has no place for quantization scales); supported: \(QuantizeCommand.targets.joined(separator: ", "))")
+        }
     }
 
     func run() throws {

@@ -170,7 +170,7 @@ import Testing
             q["quant_algo"] = "INT3"
             $0["quantization"] = .object(q)
         }
-        #expect(readError(ckpt) == #"\#(ckpt)/hf_quant_config.json: quantization › quant_algo: expected null or one of FP8, W4A16_AWQ, W4A8_AWQ, W8A8_SQ_PER_CHANNEL, found "INT3""#)
+        #expect(readError(ckpt) == #"\#(ckpt)/hf_quant_config.json: quantization › quant_algo: expected null or one of FP8, FP8_PER_CHANNEL_PER_TOKEN, W4A16_AWQ, W4A8_AWQ, W8A8_SQ_PER_CHANNEL, W8A8_SQ_PER_CHANNEL_PER_TOKEN_PLUGIN, found "INT3""#)
     }
 
     @Test func writerRefusalsLeaveNothing() throws {

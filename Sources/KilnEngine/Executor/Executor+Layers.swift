@@ -193,6 +193,28 @@ extension Executor {
         hidden.width = out.cols
     }
 
+    /// The scores for `hidden`, the output of the last decoder layer: every step after `last`
+    /// (final norm, lm_head), as the end of a forward.
+    /// - Parameters:
+    ///   - hidden: the output of `last` (after ``runLayer(_:hidden:)``); not changed.
+    ///   - last: `decoderLayers().last` of this executor.
+    /// - Throws: `KilnError` naming the node for a weight that cannot be read.
+    /// - Complexity: O(rows · hidden · vocab) for a Llama head.
+    public func logits(after last: DecoderLayer, hidden: HiddenStates) throws -> Logits {
+        precondition(last.owner == ObjectIdentifier(self), "the layer belongs to another executor")
+        var run = Run(ids: hidden.sequences, offset: 0)
+        pool.prepare(rows: run.rows)
+        let input = pool.take(hidden.rows * hidden.width)
+        input.pointer.update(from: hidden.buffer.pointer, count: hidden.rows * hidden.width)
+        run.values[last.output] = Activation(buffer: input, rows: hidden.rows, cols: hidden.width)
+        try runSteps(last.steps.upperBound..<steps.count, &run)
+        guard let out = run.values[outputName], out.rows == hidden.rows else {
+            throw KilnError(.internal, path: ["graph", "output \"\(outputName)\""], "was not computed with one row per token after the last layer")
+        }
+        return Logits(batch: hidden.sequences.count, seq: hidden.rows / hidden.sequences.count, vocab: out.cols,
+                      lengths: hidden.sequences.map(\.count), storage: out.buffer)
+    }
+
     /// Use `tensors` instead of the model's tensors of the same names from now on (the ``model`` is
     /// not changed); the f32 copies made from the old tensors are dropped.
     /// - Parameter tensors: each named as a weight of the graph, with that weight's shape.

@@ -27,7 +27,11 @@ final class WeightStore {
         let t = try tensor(name)
         let values: [Float]
         do {
-            values = try t.quant.map { try $0.dequantize(t).floats() } ?? t.floats()
+            if let q = t.quant, !(activationOnly(t) && replacements[name] != nil) {
+                values = try q.dequantize(t).floats()
+            } else {
+                values = try t.floats()
+            }
         } catch let e as KilnError {
             throw e.path.first?.hasPrefix("tensor") == true ? e : e.adding(context: "tensor \"\(name)\"")
         }
@@ -85,6 +89,14 @@ final class WeightStore {
         let l = LinearWeight(weight: weight, outFeatures: out, inFeatures: inFeatures, preQuantScale: pre, inputQuant: input)
         linears[name] = l
         return l
+    }
+
+    /// A float weight whose ``QuantSpec`` only describes its input (`inputScale`): honoured for
+    /// replacements (``Executor/replaceWeights(_:)``, sensitivity probes measuring the activation-side
+    /// cost alone); a model's own tensors must hold their format's payload.
+    private func activationOnly(_ t: Tensor) -> Bool {
+        guard let q = t.quant else { return false }
+        return t.dtype.isFloat && t.dtype != q.format.payload && q.inputScale != nil
     }
 
     /// Use `tensor` for its name from now on, dropping the f32 copies made from the old one.
