@@ -122,7 +122,9 @@ class Report:
                          f"**{r['ratio']:.2f}×** | {r['cpu_ratio']:.2f}× | {r['max_rel_diff']:.1e} |")
             self.ratio("gemm", f"GEMM {r['shape']} kiln / OpenBLAS GFLOP/s (wall; CPU)",
                        f"{r['ratio']:.2f}×; {r['cpu_ratio']:.2f}×", "≥ 0.9×")
-        return lines + ["", f"{self.when}.", ""]
+        return lines + ["", "On an oversubscribed machine the wall ratio favours Kiln: one multi-threaded sgemm waits for "
+                        "its slowest thread at every step, while Kiln's independent tiles are picked up by whichever "
+                        "worker runs. The CPU ratio compares the arithmetic itself.", "", f"{self.when}.", ""]
 
     def prefill(self, rows):
         kiln = next((r for r in rows if r.get("engine") == "kiln"), None)
@@ -154,6 +156,16 @@ class Report:
         lines += [f"| `{op}` | {s:.3f} | {s / total:.0%} |" for op, s in kiln["op_seconds"].items() if s / total >= 0.005]
         return lines + ["", f"{self.when}.", ""]
 
+    def load_note(self, name):
+        """The machine's load around the section's run (run.sh records it), as a line of the fragment."""
+        path = os.path.join(self.results, name + ".load.json")
+        if not os.path.exists(path):
+            return []
+        with open(path) as f:
+            load = json.load(f)
+        return [f"Load average (1 min) of the {os.cpu_count()}-core machine when the section started / ended: "
+                f"{load['load_start']:.1f} / {load['load_end']:.1f}; the section took {load['seconds']} s.", ""]
+
     @staticmethod
     def prefill_row(label, r):
         n = r["tokens"]
@@ -173,10 +185,16 @@ class Report:
                  "checkpoint. ModelOpt: `mtq.quantize` / `mts.sparsify` seconds as its anchor script measures them "
                  "(model load excluded) and its perplexity, fake-quantized in PyTorch, run in the same `make bench`.",
                  ""]
-        if modelopt is None or skipped(modelopt):
-            lines += [f"ModelOpt in this run: **not installable here** ({skipped(modelopt) or 'section not run'}); "
-                      "its column shows the figures measured earlier on this machine (ModelOpt 0.47, from the "
+        if skipped(modelopt):
+            lines += [f"ModelOpt in this run: **not installable here** ({skipped(modelopt)}); its column shows the "
+                      "figures measured earlier on this machine (ModelOpt 0.47, from the issues), marked *ref*.", ""]
+        elif not by_cfg:
+            lines += ["ModelOpt was not measured to completion in this run (`KILN_BENCH_ONLY=modelopt make bench` runs "
+                      "it); its column shows the figures measured earlier on this machine (ModelOpt 0.47, from the "
                       "issues), marked *ref*.", ""]
+        elif any(r["modelopt"] and r["modelopt"] not in by_cfg for r in rows):
+            lines += ["ModelOpt configurations not measured in this run (`KILN_BENCH_MODELOPT` chose a subset) show the "
+                      "figures measured earlier on this machine (ModelOpt 0.47, from the issues), marked *ref*.", ""]
         lines += ["| method | bits/weight | kiln s | kiln peak RSS MB | kiln ppl | Δ vs FP32 | ModelOpt s | ModelOpt ppl | "
                   "Δ vs FP32 | ModelOpt s / kiln s |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -215,12 +233,13 @@ class Report:
             import matplotlib
             matplotlib.use("Agg")
             import matplotlib.pyplot as plt
+            import matplotlib.ticker
         except ImportError as e:
             return f"(no plot: matplotlib not importable: {e})"
         by_cfg = {r["cfg"]: r for r in modelopt or [] if "cfg" in r}
         fig, ax = plt.subplots(figsize=(9, 6), dpi=110)
         for r in rows:
-            ax.scatter(r["bits"], r["ppl"], color="tab:red", marker="o", s=40, zorder=3)
+            ax.scatter(r["bits"], r["ppl"], color="tab:red", marker="o", s=30, zorder=4)
             ax.annotate(r["label"].split(" (")[0], (r["bits"], r["ppl"]), textcoords="offset points", xytext=(6, 3),
                         fontsize=7.5, color="tab:red")
         shown = set()
@@ -230,12 +249,17 @@ class Report:
                 continue
             shown.add(cfg)
             ppl, label = (by_cfg[cfg]["ppl"], cfg) if cfg in by_cfg else (MODELOPT_REFERENCE[cfg][0], cfg + " (ref)")
-            ax.scatter(r["bits"], ppl, color="tab:blue", marker="s", s=36, zorder=3)
+            ax.scatter(r["bits"], ppl, facecolors="none", edgecolors="tab:blue", marker="s", s=110, linewidths=1.5, zorder=3)
             ax.annotate(label, (r["bits"], ppl), textcoords="offset points", xytext=(6, -10), fontsize=7.5, color="tab:blue")
         ax.scatter([], [], color="tab:red", marker="o", label="Kiln")
-        ax.scatter([], [], color="tab:blue", marker="s", label="NVIDIA ModelOpt")
+        ax.scatter([], [], facecolors="none", edgecolors="tab:blue", marker="s", s=110, linewidths=1.5,
+                   label="NVIDIA ModelOpt ((ref) = earlier run, from the issues)")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
+        plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
+        ax.tick_params(axis="y", which="minor", labelsize=7)
         ax.set_xticks([4, 5, 8, 16, 32])
         ax.set_xticklabels(["4", "5", "8", "16", "32"])
         ax.set_xlim(3.5, 48)
@@ -276,6 +300,7 @@ class Report:
             else:
                 lines = getattr(self, name)(rows)
             if lines is not None:
+                lines += self.load_note(name)
                 with open(fragment, "w") as f:
                     f.write("\n".join(lines))
             if os.path.exists(fragment):

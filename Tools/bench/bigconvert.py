@@ -5,7 +5,7 @@ Usage: bigconvert.py KILN SCRATCH OUT.jsonl [GB [LIMIT_MB]]      (defaults: 3 GB
 1. Streams a synthetic Hugging Face checkpoint to SCRATCH/input: shards of 8 f32 tensors [4096, 4096] (512 MiB)
    plus model.safetensors.index.json, values N(0, 0.02) from a fixed seed, written one tensor at a time (the
    generator never holds more than one tensor).
-2. Runs `kiln convert SCRATCH/input SCRATCH/output --dtype bf16 --max-shard-size 512MB` as the only process of a
+2. Runs `kiln convert SCRATCH/input SCRATCH/output --to safetensors --dtype bf16 --max-shard-size 512MB` as the only process of a
    new memory cgroup limited to LIMIT_MB: cgroup v1 (/sys/fs/cgroup/memory, memory.limit_in_bytes), else v2
    (memory.max), else `systemd-run --scope -p MemoryMax=`. Page cache is charged to the cgroup too, so the
    kernel must reclaim it as the conversion streams. Skips (one JSON line with the reason) when none is
@@ -39,7 +39,7 @@ def write_checkpoint(folder, total_bytes):
     os.makedirs(folder)
     rng = np.random.default_rng(SEED)
     tensor_bytes = ROWS * COLS * 4
-    count = max(1, total_bytes // tensor_bytes)
+    count = max(1, -(-total_bytes // tensor_bytes))  # at least total_bytes
     names = [f"model.layers.{i // 4}.mlp.{('gate', 'up', 'down', 'extra')[i % 4]}_proj.weight" for i in range(count)]
     shards = [names[i:i + PER_SHARD] for i in range(0, count, PER_SHARD)]
     weight_map = {}
@@ -127,7 +127,7 @@ def main():
             src, dst = os.path.join(scratch, "input"), os.path.join(scratch, "output")
             print(f"bench: writing a {gb:g} GB sharded f32 checkpoint…", file=sys.stderr, flush=True)
             names, size = write_checkpoint(src, int(gb * 1e9))
-            command = [kiln, "convert", src, dst, "--dtype", "bf16", "--max-shard-size", "512MB"]
+            command = [kiln, "convert", src, dst, "--to", "safetensors", "--dtype", "bf16", "--max-shard-size", "512MB"]
             print(f"bench: {' '.join(command)} under {how}, limit {limit // MIB} MiB…", file=sys.stderr, flush=True)
             code, seconds, rss_kb, err = run_limited(command, how, cgroup, limit)
             record.update(how=how, input_bytes=size, tensors=len(names), shards=(len(names) + PER_SHARD - 1) // PER_SHARD,

@@ -108,7 +108,8 @@ def modelopt_section(python, anchor, model, data, out):
         emit(out, {"section": "modelopt", "skipped": f"torch/transformers/nvidia-modelopt not importable in {python}: {reason}"})
         return
     modelopt_version, torch_version = probe.stdout.split()
-    for cfg in MODELOPT_CONFIGS:
+    chosen = os.environ.get("KILN_BENCH_MODELOPT", "")  # a comma-separated subset, e.g. when time is short
+    for cfg in [c for c in MODELOPT_CONFIGS if not chosen or c in chosen.split(",")]:
         with tempfile.TemporaryDirectory() as tmp:
             result_file = os.path.join(tmp, "anchor.jsonl")
             print(f"bench: modelopt {cfg}", file=sys.stderr, flush=True)

@@ -23,6 +23,7 @@
 #   KILN_SMOLLM2_DIR   SmolLM2-135M checkpoint (default: ~/.cache/kiln/SmolLM2-135M; `make smollm2`)
 #   KILN_BENCH_DIR     scratch parent folder (default: $TMPDIR or /tmp); needs ~5 GB free
 #   KILN_BENCH_THREADS threads for gemm and prefill (default: 2)
+#   KILN_BENCH_MODELOPT comma-separated subset of the ModelOpt configurations (default: all; llm.py lists them)
 #   BENCH_REPEAT       measured runs per convert contender (default: 3)
 set -uo pipefail
 
@@ -124,10 +125,14 @@ for s in "${SECTIONS[@]}"; do
     wanted "$s" || continue
     echo "bench: ── section $s ──" >&2
     started=$SECONDS
+    read -r load_start _ < /proc/loadavg
     if ! "section_$s"; then
         echo "bench: section $s FAILED" >&2
         failed+=("$s")
     fi
+    read -r load_end _ < /proc/loadavg
+    # The machine's 1-minute load average around the section: how shared the CPU was (assemble.py prints it).
+    echo "{\"load_start\": $load_start, \"load_end\": $load_end, \"seconds\": $((SECONDS - started))}" > "$RESULTS/$s.load.json"
     echo "bench: section $s took $((SECONDS - started)) s" >&2
 done
 
