@@ -193,8 +193,12 @@ class Report:
                       "it); its column shows the figures measured earlier on this machine (ModelOpt 0.47, from the "
                       "issues), marked *ref*.", ""]
         elif any(r["modelopt"] and r["modelopt"] not in by_cfg for r in rows):
-            lines += ["ModelOpt configurations not measured in this run (`KILN_BENCH_MODELOPT` chose a subset) show the "
-                      "figures measured earlier on this machine (ModelOpt 0.47, from the issues), marked *ref*.", ""]
+            lines += ["ModelOpt configurations not measured in this run (a `KILN_BENCH_MODELOPT` subset, or a run stopped "
+                      "for time) show the figures measured earlier on this machine (ModelOpt 0.47, from the issues), "
+                      "marked *ref*.", ""]
+        if any(r["modelopt"] and r["modelopt"] not in by_cfg for r in rows):
+            lines += ["A time ratio marked *ref* divides that earlier ModelOpt time (measured when the machine was "
+                      "quieter) by this run's Kiln time: it understates Kiln when this run was loaded.", ""]
         lines += ["| method | bits/weight | kiln s | kiln peak RSS MB | kiln ppl | Δ vs FP32 | ModelOpt s | ModelOpt ppl | "
                   "Δ vs FP32 | ModelOpt s / kiln s |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -205,7 +209,7 @@ class Report:
             mo_ppl = mo["ppl"] if mo else (ref[0] if ref else None)
             tag = " *ref*" if ref else ""
             delta = f"{(r['ppl'] / fp32 - 1):+.1%}" if fp32 and r["id"] != "fp32" else "–"
-            mo_base = mo_fp32 if mo else MODELOPT_REFERENCE["fp32"][0]
+            mo_base = (mo_fp32 if mo else None) or MODELOPT_REFERENCE["fp32"][0]
             mo_delta = f"{(mo_ppl / mo_base - 1):+.1%}" if mo_ppl and r["id"] != "fp32" else "–"
             speed = f"**{mo_s / r['seconds']:.1f}×**{tag}" if mo_s and r.get("seconds") else "–"
             lines.append(f"| {r['label']} | {r['bits']:g} | {fmt(r.get('seconds'), 1)} | {fmt(r.get('peak_rss_mb'), 0)} | "
