@@ -271,7 +271,7 @@ class Report:
         ax.set_ylabel("perplexity (kiln-ppl-v1, 20000 tokens, log scale)")
         ax.set_title("SmolLM2-135M on TinyStories: perplexity vs bits/weight per method")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(loc="upper right")
+        ax.legend(loc="upper left")
         fig.tight_layout()
         fig.savefig(path)
         plt.close(fig)

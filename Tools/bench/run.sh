@@ -24,6 +24,7 @@
 #   KILN_BENCH_DIR     scratch parent folder (default: $TMPDIR or /tmp); needs ~5 GB free
 #   KILN_BENCH_THREADS threads for gemm and prefill (default: 2)
 #   KILN_BENCH_MODELOPT comma-separated subset of the ModelOpt configurations (default: all; llm.py lists them)
+#   KILN_BENCH_METHODS  comma-separated subset of the Kiln quantize method ids (default: all; llm.py lists them)
 #   BENCH_REPEAT       measured runs per convert contender (default: 3)
 set -uo pipefail
 
