@@ -15,6 +15,9 @@ import os
 import platform
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from llm import METHODS  # noqa: E402
+
 # ModelOpt 0.47 figures measured earlier on this machine (the issues' references), shown beside this run's.
 MODELOPT_REFERENCE = {"fp32": (7.5662, None), "FP8_DEFAULT_CFG": (7.7806, 442), "INT8_SMOOTHQUANT_CFG": (8.0732, 51),
                       "INT4_AWQ_G64": (9.0689, 490), "INT4_RTN_G64": (10.7355, None), "SPARSEGPT": (33.69, 112),
@@ -219,6 +222,10 @@ class Report:
                 self.ratio("quantize", f"{r['label']}: ModelOpt time / kiln time{' (ModelOpt ref)' if ref else ''}",
                            f"{mo_s / r['seconds']:.1f}×; ppl {r['ppl']:.4f} vs {mo_ppl:.4f}", "faster, lower ppl",
                            r["date"])
+        missing = [label for key, label, *_ in METHODS if key not in {r["id"] for r in rows}]
+        if missing:
+            lines += ["", "Not measured in this run (a `KILN_BENCH_METHODS` subset, or the method failed: `make bench`'s "
+                      "output says why): " + "; ".join(missing) + "."]
         lines += ["", "bits/weight: nominal bits per linear weight as deployed — payload plus f16 group scales "
                   "(INT4: 4 + 16/G), 2:4 sparsity keeps half the values plus a 2-bit index each (from f32: 17, with FP8: "
                   "5). Embeddings and lm_head stay in f32 in every method.", "",
