@@ -186,7 +186,8 @@ class Report:
                  "`kiln sparsify` process (load, calibrate, search, write the hf-quant / safetensors checkpoint), "
                  "one run, with an empty `KILN_CACHE_DIR` (cold calibration); perplexity by `kiln eval` of the written "
                  "checkpoint. ModelOpt: `mtq.quantize` / `mts.sparsify` seconds as its anchor script measures them "
-                 "(model load excluded) and its perplexity, fake-quantized in PyTorch, run in the same `make bench`.",
+                 "(model load excluded) and its perplexity, fake-quantized in PyTorch, from the modelopt section of `make bench` "
+                 "(run after the quantize section; in the 2026-11-26 snapshot the two sections overlapped in time).",
                  ""]
         if skipped(modelopt):
             lines += [f"ModelOpt in this run: **not installable here** ({skipped(modelopt)}); its column shows the "
