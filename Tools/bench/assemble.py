@@ -187,7 +187,8 @@ class Report:
                  "one run, with an empty `KILN_CACHE_DIR` (cold calibration); perplexity by `kiln eval` of the written "
                  "checkpoint. ModelOpt: `mtq.quantize` / `mts.sparsify` seconds as its anchor script measures them "
                  "(model load excluded) and its perplexity, fake-quantized in PyTorch, from the modelopt section of `make bench` "
-                 "(run after the quantize section; in the 2026-11-26 snapshot the two sections overlapped in time).",
+                 "(run after the quantize section by one `make bench`; sections run separately with `KILN_BENCH_ONLY` may "
+                 "overlap in time and slow each other: compare the dates and load averages).",
                  ""]
         if skipped(modelopt):
             lines += [f"ModelOpt in this run: **not installable here** ({skipped(modelopt)}); its column shows the "
