@@ -51,6 +51,12 @@ let package = Package(
             dependencies: ["KilnHost", "KilnEngine", "KilnNumpy", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Sources/kiln"
         ),
+        // `make bench`'s engine measurements (GEMM, prefill): not part of the user CLI.
+        .executableTarget(
+            name: "kiln-bench",
+            dependencies: [core, "KilnHost", "KilnEngine", "COpenBLAS"],
+            path: "Tools/bench/kiln-bench"
+        ),
         .target(name: "KilnTestKit", dependencies: [core, "KilnHost", "KilnEngine"], path: "Tests/KilnTestKit"),
         .testTarget(name: "KilnCoreTests", dependencies: [core, "KilnTestKit"], path: "Tests/KilnCoreTests"),
         .testTarget(name: "HostTests", dependencies: [core, "KilnHost", "KilnTestKit"], path: "Tests/HostTests"),

@@ -2,7 +2,7 @@
 
 Usage: measure.py NAME REPEAT OUTPUT -- COMMAND...
 
-Before every run (warm-up included) OUTPUT is deleted and dirty pages are synced, outside
+Before every run (warm-up included) OUTPUT (a file or a folder) is deleted and dirty pages are synced, outside
 the timed region, so each run writes a fresh file from a clean, warm page cache. Wall time
 is measured around fork/exec/wait; peak RSS is the child's own ru_maxrss from wait4 (not
 RUSAGE_CHILDREN, which is a maximum over every child ever waited for).
@@ -12,6 +12,7 @@ Output: {"name", "seconds": [..], "best", "median", "rss_kb": [..], "peak_rss_kb
 
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -19,21 +20,25 @@ import tempfile
 import time
 
 
-def run_once(command, output):
-    if os.path.lexists(output):
+def run_once(command, output, env=None):
+    """Run COMMAND once (OUTPUT, a file or folder, deleted first); return (seconds, peak RSS kB, stderr text)."""
+    if os.path.isdir(output) and not os.path.islink(output):
+        shutil.rmtree(output)
+    elif os.path.lexists(output):
         os.unlink(output)
     os.sync()
     with tempfile.TemporaryFile() as err:
         start = time.perf_counter()
-        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err)
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err, env=env)
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        text = err.read().decode(errors="replace")
         if proc.returncode != 0:
-            err.seek(0)
-            sys.stderr.write(err.read().decode(errors="replace"))
+            sys.stderr.write(text)
             sys.exit(f"measure.py: {' '.join(command)} exited with {proc.returncode}")
-    return seconds, usage.ru_maxrss
+    return seconds, usage.ru_maxrss, text
 
 
 def main():
@@ -44,7 +49,7 @@ def main():
     run_once(command, output)  # warm-up: page cache, dynamic loader, Python bytecode caches
     seconds, rss = [], []
     for _ in range(max(1, repeat)):
-        s, r = run_once(command, output)
+        s, r, _ = run_once(command, output)
         seconds.append(s)
         rss.append(r)
     print(json.dumps({

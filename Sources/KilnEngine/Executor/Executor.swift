@@ -385,3 +385,17 @@ struct Step {
         }
     }
 }
+
+extension Executor {
+    /// `output[rows × n] = x[rows × k] · weightᵀ` (weight `[n × k]`, as a Hugging Face linear) by the
+    /// path every `kiln.Linear` takes: tiles of single-threaded sgemm spread over ``threads``.
+    /// Public for the GEMM benchmark (Tools/bench/kiln-bench); sets OpenBLAS to one thread on first use,
+    /// as creating an executor does.
+    /// - Parameters: `rows`, `k`, `n` ≥ 1; the buffers hold at least `rows·k`, `n·k`, `rows·n` floats.
+    /// - Complexity: O(rows · k · n).
+    public static func linear(x: UnsafePointer<Float>, rows: Int, k: Int, weight: UnsafePointer<Float>, n: Int,
+                              output: UnsafeMutablePointer<Float>) {
+        blasSetUp
+        Kernels.linear(x: x, rows: rows, k: k, w: weight, n: n, bias: nil, y: output)
+    }
+}
