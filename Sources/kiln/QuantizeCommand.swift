@@ -13,7 +13,7 @@ struct QuantizeCommand: ParsableCommand {
         Graph models (ONNX) calibrated with --calib INPUTS.npz: int8 or fp8 (per-channel weights, per-tensor \
         activations on Conv / ConvTranspose / MatMul / Gemm inputs; --option range=max|percentile|mse, \
         percentile=P, batch=N, exclude-sensitive=N, sensitivity=alone|in-context, output-qdq=true for onnxruntime-style \
-        output pairs; --exclude NODE_GLOB).
+        output pairs, output-range=max|percentile|mse for them; --exclude NODE_GLOB).
         """
     )
 
@@ -116,11 +116,12 @@ struct QuantizeCommand: ParsableCommand {
         o.exclude = exclude
         o.samples = calibration.calibSamples
         let given = explicitOptions
-        if let r = given["range"] {
+        for key in ["range", "output-range"] {
+            guard let r = given[key] else { continue }
             guard let method = RangeMethod(rawValue: r) else {
-                throw ValidationError("--option range must be one of \(RangeMethod.allCases.map(\.rawValue).joined(separator: ", ")) (found \"\(r)\")")
+                throw ValidationError("--option \(key) must be one of \(RangeMethod.allCases.map(\.rawValue).joined(separator: ", ")) (found \"\(r)\")")
             }
-            o.range = method
+            if key == "range" { o.range = method } else { o.outputRange = method }
         }
         if let p = given["percentile"] {
             guard let v = Double(p), v > 50, v <= 100 else { throw ValidationError("--option percentile must be in (50, 100] (found \"\(p)\")") }

@@ -45,6 +45,8 @@ public struct GraphQuantizer {
         /// that onnxruntime's CPU provider can fuse DQ → Conv → Q into QLinearConv. Not TensorRT's
         /// placement (off by default).
         public var outputQDQ = false
+        /// Range method of the output pairs (``outputQDQ``); nil: ``range``.
+        public var outputRange: RangeMethod?
         /// How ``excludeSensitive`` ranks the nodes.
         public var sensitivity: Sensitivity = .alone
 
@@ -132,7 +134,7 @@ public struct GraphQuantizer {
         let interpreter = try GraphInterpreter(model: model)
         let batches = try calibration.batches(size: options.batch, limit: options.samples)
         var stats: [String: RangeStatistics] = [:]
-        let passes = options.range == .max ? 1 : 2
+        let passes = options.range == .max && (options.outputRange ?? .max) == .max ? 1 : 2
         for pass in 0..<passes {
             for (b, range) in batches.enumerated() {
                 _ = try interpreter.run(calibration.batch(range)) { name, value in
@@ -162,7 +164,7 @@ public struct GraphQuantizer {
             quantized.append((node.name, original, w))
         }
         // 5. Optionally leave the most sensitive nodes in f32 (relative output error on the first calibration batch).
-        let outputRanges = stats.mapValues { $0.range(options.range, percentile: options.percentile, levels: levels, fp8: fp8) }
+        let outputRanges = stats.mapValues { $0.range(options.outputRange ?? options.range, percentile: options.percentile, levels: levels, fp8: fp8) }
         let graphOutputs = Set(graph.outputs.map(\.name))
         /// The output fake quantization an output pair after `node` would do (none for graph outputs).
         func outputQuant(_ node: String) -> [String: (scale: Float, type: DType)] {
