@@ -112,10 +112,11 @@ struct GraphQuantizerTests {
         }
     }
 
-    @Test("output-qdq + in-context sensitivity: nodes ranked with their output pairs; excluded ones lose both pairs; valid, matches onnxruntime, top-1 = FP32")
+    @Test("output-qdq, output-range=max, in-context sensitivity: nodes ranked with their output pairs; excluded ones lose both pairs; valid, matches onnxruntime, top-1 = FP32")
     func outputPairsInContext() throws {
         var options = GraphQuantizer.Options()
         options.outputQDQ = true
+        options.outputRange = .max
         options.excludeSensitive = 2
         options.sensitivity = .inContext
         options.batch = 2
