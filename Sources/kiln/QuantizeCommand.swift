@@ -12,7 +12,8 @@ struct QuantizeCommand: ParsableCommand {
         int4-awq (W4A16, group 128), w4a8-awq (INT4 weights + FP8 activations), int4-rtn (round to nearest).
         Graph models (ONNX) calibrated with --calib INPUTS.npz: int8 or fp8 (per-channel weights, per-tensor \
         activations on Conv / ConvTranspose / MatMul / Gemm inputs; --option range=max|percentile|mse, \
-        percentile=P, batch=N, exclude-sensitive=N, output-qdq=true for onnxruntime-style output pairs; --exclude NODE_GLOB).
+        percentile=P, batch=N, exclude-sensitive=N, sensitivity=alone|in-context, output-qdq=true for onnxruntime-style \
+        output pairs, output-range=max|percentile|mse for them; --exclude NODE_GLOB).
         """
     )
 
@@ -121,11 +122,12 @@ struct QuantizeCommand: ParsableCommand {
         o.exclude = exclude
         o.samples = calibration.calibSamples
         let given = explicitOptions
-        if let r = given["range"] {
+        for key in ["range", "output-range"] {
+            guard let r = given[key] else { continue }
             guard let method = RangeMethod(rawValue: r) else {
-                throw ValidationError("--option range must be one of \(RangeMethod.allCases.map(\.rawValue).joined(separator: ", ")) (found \"\(r)\")")
+                throw ValidationError("--option \(key) must be one of \(RangeMethod.allCases.map(\.rawValue).joined(separator: ", ")) (found \"\(r)\")")
             }
-            o.range = method
+            if key == "range" { o.range = method } else { o.outputRange = method }
         }
         if let p = given["percentile"] {
             guard let v = Double(p), v > 50, v <= 100 else { throw ValidationError("--option percentile must be in (50, 100] (found \"\(p)\")") }
@@ -138,6 +140,12 @@ struct QuantizeCommand: ParsableCommand {
         if let v = given["output-qdq"] {
             guard let flag = ["true": true, "false": false][v] else { throw ValidationError("--option output-qdq must be true or false (found \"\(v)\")") }
             o.outputQDQ = flag
+        }
+        if let v = given["sensitivity"] {
+            guard let method = GraphQuantizer.Sensitivity(rawValue: v) else {
+                throw ValidationError("--option sensitivity must be one of \(GraphQuantizer.Sensitivity.allCases.map(\.rawValue).joined(separator: ", ")) (found \"\(v)\")")
+            }
+            o.sensitivity = method
         }
         if let b = given["batch"] {
             guard let v = Int(b), v >= 1 else { throw ValidationError("--option batch must be at least 1 (found \"\(b)\")") }

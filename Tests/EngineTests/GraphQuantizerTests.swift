@@ -112,6 +112,38 @@ struct GraphQuantizerTests {
         }
     }
 
+    @Test("output-qdq, output-range=max, in-context sensitivity: nodes ranked with their output pairs; excluded ones lose both pairs; valid, matches onnxruntime, top-1 = FP32")
+    func outputPairsInContext() throws {
+        var options = GraphQuantizer.Options()
+        options.outputQDQ = true
+        options.outputRange = .max
+        options.excludeSensitive = 2
+        options.sensitivity = .inContext
+        options.batch = 2
+        guard let python = TestEnvironment.python, let q = try quantize("cls", samples: 2, options: options) else { return }
+        #expect(q.report.sensitiveNodes.count == 2 && q.report.quantizedNodes.count == 52)
+        #expect(Set(q.report.excludedNodes) == Set(q.report.sensitiveNodes.map(\.node)))
+        #expect(q.report.sensitiveNodes[0].error >= q.report.sensitiveNodes[1].error && q.report.sensitiveNodes[0].error > 0,
+                "\(q.report.sensitiveNodes)")
+        let info = try check(python, q.output)
+        // 52 input pairs + 52 output pairs (cls's graph output is a Softmax, not a quantized node).
+        #expect(info["quantize_linear"]?.intValue == 104, "\(info)")
+        let written = try GraphCheck.read(q.output)
+        #expect(written.graph?.nodes.filter { $0.name.hasSuffix("_output_QuantizeLinear") }.count == 52)
+        for node in q.report.excludedNodes {
+            let conv = try #require(written.graph?.nodes.first { $0.name == node })
+            #expect(written[conv.inputs[1]]?.quant == nil, "\(node) should stay in f32")
+            #expect(written.graph?.nodes.contains { $0.name == node + "_output_QuantizeLinear" } == false, "\(node) should have no output pair")
+        }
+        let inputs = try GraphCheck.firstSamples(TestEnvironment.shared + "/models/ppocr-v4-onnx/inputs/cls.eval.npz", 8, into: dir)
+        for (name, r) in try GraphCheck.compare(python, model: q.output, inputs: inputs, dir: dir) {
+            #expect((r["cosine"]?.doubleValue ?? 0) >= 0.9999, "\(name): \(r)")
+        }
+        for (name, r) in try GraphCheck.compare(python, model: q.output, reference: q.source, inputs: inputs, dir: dir) {
+            #expect(r["argmax_agreement"]?.doubleValue == 1, "\(name): \(r)")
+        }
+    }
+
     @Test("MiniLM (opset 17, MatMul initializers) INT8: valid; Kiln matches onnxruntime on it; pooled output close to FP32")
     func minilm() throws {
         guard let python = TestEnvironment.python, let folder = TestEnvironment.sharedModel("paraphrase-MiniLM-L3-v2-onnx") else { return }

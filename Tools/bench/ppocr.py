@@ -6,9 +6,10 @@
 For det / rec / cls, in the same run:
   * FP32: the original model;
   * Kiln INT8: `kiln quantize MODEL --algo int8 --calib inputs/K.calib.npz --to onnx` (no opset upgrade by hand),
-    with its defaults (TensorRT placement: Q/DQ on inputs only), with `--option exclude-sensitive=3`, with
-    `--option output-qdq=true` (Q/DQ on quantized outputs too, which onnxruntime's CPU provider needs to fuse
-    QLinearConv) and with both (or the --kiln-config variants given);
+    with its defaults (TensorRT placement: Q/DQ on inputs only) and with `--option output-qdq=true` (Q/DQ on
+    quantized outputs too, which onnxruntime's CPU provider needs to fuse QLinearConv), those pairs calibrated
+    by max and the 8 or 12 most sensitive nodes (ranked on 8 or 16 calibration images) in f32
+    (or the --kiln-config variants given);
   * ORT INT8: onnxruntime.quantization.quantize_static (QDQ, per-channel, QInt8 weights, QUInt8 activations,
     MinMax calibration on the same calibration images) on the model upgraded to opset 13 with
     onnx.version_converter (it writes an invalid graph for the opset-11 cls model otherwise).
@@ -106,13 +107,17 @@ def main():
     p.add_argument("--calib-samples", type=int, default=32)
     p.add_argument("--kiln-config", action="append", default=None,
                    help="NAME:ARGS: a Kiln INT8 variant, ARGS passed to kiln quantize (repeatable; "
-                        "default: Kiln's defaults, exclude-sensitive=3, output-qdq=true, output-qdq + exclude-sensitive=5)")
+                        "default: Kiln's defaults and three onnxruntime-oriented output-qdq configurations)")
     p.add_argument("--only", default="det,rec,cls")
     args = p.parse_args()
     configs = [c.split(":", 1) for c in (args.kiln_config or [
-        "Kiln INT8:", "Kiln INT8 exclude-sensitive=3:--option exclude-sensitive=3",
-        "Kiln INT8 output-qdq:--option output-qdq=true",
-        "Kiln INT8 output-qdq exclude-sensitive=5:--option output-qdq=true --option exclude-sensitive=5"])]
+        "Kiln INT8:",
+        "Kiln INT8 output-qdq output-range=max exclude-sensitive=8:"
+        "--option output-qdq=true --option output-range=max --option exclude-sensitive=8",
+        "Kiln INT8 output-qdq output-range=max exclude-sensitive=12:"
+        "--option output-qdq=true --option output-range=max --option exclude-sensitive=12",
+        "Kiln INT8 output-qdq output-range=max exclude-sensitive=8 batch=16:"
+        "--option output-qdq=true --option output-range=max --option exclude-sensitive=8 --option batch=16"])]
     configs = [(c[0].strip(), c[1].split() if len(c) > 1 else []) for c in configs]
     metric = {"cls": "top-1", "rec": "argmax per step", "det": "text mask (p > 0.3)"}
     key = {"cls": "top1", "rec": "argmax", "det": "argmax"}

@@ -27,6 +27,9 @@ public final class GraphInterpreter: @unchecked Sendable {
     /// Per step of a MatMul / Gemm / Conv / ConvTranspose whose weight carries a QuantSpec with an
     /// input scale: the activation input and how it is fake-quantized (what the Q→DQ pair does).
     private var activationQuant: [Int: (input: Int, scale: Float, type: DType, preScale: GraphValue?)] = [:]
+    /// Node outputs fake-quantized as they are produced (scale, payload type), as if a Q→DQ pair
+    /// followed them: how ``GraphQuantizer`` measures a node with its output pair before inserting it.
+    public var outputQuant: [String: (scale: Float, type: DType)] = [:]
 
     /// Prepare `model`'s graph: check the order, decode the constant tensors.
     /// - Throws: `KilnError(.invalidInput)` when the model has no graph, a node reads a value that no
@@ -153,8 +156,9 @@ public final class GraphInterpreter: @unchecked Sendable {
             }
             let results = try op(context)
             for (k, name) in node.outputs.enumerated() where !name.isEmpty && k < results.count {
-                env[name] = results[k]
-                observe?(name, results[k])
+                let v = outputQuant[name].map { TensorOps.fakeQuantize(results[k], scale: $0.scale, type: $0.type) } ?? results[k]
+                env[name] = v
+                observe?(name, v)
             }
             for name in releases[s] { env.removeValue(forKey: name) }
         }

@@ -18,6 +18,15 @@ import KilnCore
 public struct GraphQuantizer {
     public enum Algorithm: String, Sendable { case int8, fp8 }
 
+    /// How the sensitivity analysis of ``Options/excludeSensitive`` ranks nodes (each with its
+    /// output pair when ``Options/outputQDQ`` is on).
+    public enum Sensitivity: String, Sendable, CaseIterable {
+        /// Quantize each node alone; rank by the output error it causes.
+        case alone
+        /// Quantize every node but one; rank by how little error is left without it (interactions count).
+        case inContext = "in-context"
+    }
+
     public struct Options: Sendable {
         public var algorithm: Algorithm = .int8
         public var range: RangeMethod = .percentile
@@ -36,6 +45,10 @@ public struct GraphQuantizer {
         /// that onnxruntime's CPU provider can fuse DQ → Conv → Q into QLinearConv. Not TensorRT's
         /// placement (off by default).
         public var outputQDQ = false
+        /// Range method of the output pairs (``outputQDQ``); nil: ``range``.
+        public var outputRange: RangeMethod?
+        /// How ``excludeSensitive`` ranks the nodes.
+        public var sensitivity: Sensitivity = .alone
 
         public init() {}
     }
@@ -45,7 +58,8 @@ public struct GraphQuantizer {
         public var quantizedNodes: [String] = []
         public var excludedNodes: [String] = []
         public var calibrationSamples = 0
-        /// Nodes left in f32 by the sensitivity analysis, with their relative output error.
+        /// Nodes left in f32 by the sensitivity analysis, worst first, with their relative output error
+        /// (``Sensitivity/alone``: quantized alone; ``Sensitivity/inContext``: the share of the full model's error they remove).
         public var sensitiveNodes: [(node: String, error: Double)] = []
     }
 
@@ -120,7 +134,7 @@ public struct GraphQuantizer {
         let interpreter = try GraphInterpreter(model: model)
         let batches = try calibration.batches(size: options.batch, limit: options.samples)
         var stats: [String: RangeStatistics] = [:]
-        let passes = options.range == .max ? 1 : 2
+        let passes = options.range == .max && (options.outputRange ?? .max) == .max ? 1 : 2
         for pass in 0..<passes {
             for (b, range) in batches.enumerated() {
                 _ = try interpreter.run(calibration.batch(range)) { name, value in
@@ -149,21 +163,49 @@ public struct GraphQuantizer {
             w.quant = spec
             quantized.append((node.name, original, w))
         }
-        // 5. Optionally leave the most sensitive nodes in f32: each node quantized alone, output error on calibration data.
+        // 5. Optionally leave the most sensitive nodes in f32 (relative output error on the first calibration batch).
+        let outputRanges = stats.mapValues { $0.range(options.outputRange ?? options.range, percentile: options.percentile, levels: levels, fp8: fp8) }
+        let graphOutputs = Set(graph.outputs.map(\.name))
+        /// The output fake quantization an output pair after `node` would do (none for graph outputs).
+        func outputQuant(_ node: String) -> [String: (scale: Float, type: DType)] {
+            guard options.outputQDQ, let y = outputOf[node], !graphOutputs.contains(y), let r = outputRanges[y], r > 0 else { return [:] }
+            return [y: (r / levels, fp8 ? .f8e4m3fn : .i8)]
+        }
         var keepFloat = Set<String>()
         if options.excludeSensitive > 0, let first = batches.first {
             let feed = calibration.batch(first)
             let reference = try GraphInterpreter(model: model).run(feed)
             var errors: [(String, Double)] = []
-            for (i, q) in quantized.enumerated() {
-                model.set(q.quantized)
-                let out = try GraphInterpreter(model: model).run(feed)
-                model.set(q.float)
-                errors.append((q.node, relativeError(reference, out)))
-                progress?.update(label: "sensitivity", done: i + 1, total: quantized.count)
+            switch options.sensitivity {
+            case .alone:
+                for (i, q) in quantized.enumerated() {
+                    model.set(q.quantized)
+                    let interpreter = try GraphInterpreter(model: model)
+                    interpreter.outputQuant = outputQuant(q.node)
+                    errors.append((q.node, relativeError(reference, try interpreter.run(feed))))
+                    model.set(q.float)
+                    progress?.update(label: "sensitivity", done: i + 1, total: quantized.count)
+                }
+            case .inContext:
+                // Everything quantized, then everything but one node: the error that node accounts for.
+                let all = quantized.reduce(into: [String: (scale: Float, type: DType)]()) { $0.merge(outputQuant($1.node)) { a, _ in a } }
+                for q in quantized { model.set(q.quantized) }
+                let full = try GraphInterpreter(model: model)
+                full.outputQuant = all
+                let total = relativeError(reference, try full.run(feed))
+                for (i, q) in quantized.enumerated() {
+                    model.set(q.float)
+                    let interpreter = try GraphInterpreter(model: model)
+                    interpreter.outputQuant = all.filter { outputQuant(q.node)[$0.key] == nil }
+                    errors.append((q.node, total - relativeError(reference, try interpreter.run(feed))))
+                    model.set(q.quantized)
+                    progress?.update(label: "sensitivity (in context)", done: i + 1, total: quantized.count)
+                }
+                for q in quantized { model.set(q.float) }
             }
-            keepFloat = Set(errors.sorted { $0.1 > $1.1 }.prefix(options.excludeSensitive).map(\.0))
-            report.sensitiveNodes = errors.sorted { $0.1 > $1.1 }.prefix(options.excludeSensitive).map { ($0.0, $0.1) }
+            let worst = errors.sorted { $0.1 > $1.1 }.prefix(options.excludeSensitive)
+            keepFloat = Set(worst.map(\.0))
+            report.sensitiveNodes = worst.map { ($0.0, $0.1) }
         }
         for q in quantized {
             if keepFloat.contains(q.node) {
@@ -175,7 +217,7 @@ public struct GraphQuantizer {
         }
         if options.outputQDQ {
             try insertOutputPairs(model, nodes: report.quantizedNodes.compactMap { n in outputOf[n].map { (n, $0) } },
-                                  ranges: stats.mapValues { $0.range(options.range, percentile: options.percentile, levels: levels, fp8: fp8) },
+                                  ranges: outputRanges,
                                   levels: levels, type: fp8 ? .f8e4m3fn : .i8)
         }
         model.quantization = QuantizationRecord(algorithm: fp8 ? "FP8" : "INT8", excludedModules: report.excludedNodes)
