@@ -159,6 +159,14 @@ class Report:
         lines += [f"| `{op}` | {s:.3f} | {s / total:.0%} |" for op, s in kiln["op_seconds"].items() if s / total >= 0.005]
         return lines + ["", f"{self.when}.", ""]
 
+    def recorded(self, name):
+        """When run.sh ran the section (its NAME.load.json), or "" — a file's mtime changes on every checkout."""
+        path = os.path.join(self.results, name + ".load.json")
+        if not os.path.exists(path):
+            return ""
+        with open(path) as f:
+            return json.load(f).get("date", "")
+
     def load_note(self, name):
         """The machine's load around the section's run (run.sh records it), as a line of the fragment."""
         path = os.path.join(self.results, name + ".load.json")
@@ -166,6 +174,8 @@ class Report:
             return []
         with open(path) as f:
             load = json.load(f)
+        if "load_start" not in load:
+            return []
         return [f"Load average (1 min) of the {os.cpu_count()}-core machine when the section started / ended: "
                 f"{load['load_start']:.1f} / {load['load_end']:.1f}; the section took {load['seconds']} s.", ""]
 
@@ -298,7 +308,7 @@ class Report:
             if name == "ppocr" and os.path.exists(fragment):
                 parts.append(open(fragment).read())
                 continue
-            self.when = date(rows) or modified(os.path.join(self.results, name + ".jsonl"))
+            self.when = date(rows) or self.recorded(name) or modified(os.path.join(self.results, name + ".jsonl"))
             if rows is None:
                 parts.append(f"## Section `{name}`\n\nNot run yet (`KILN_BENCH_ONLY={name} make bench`).\n")
                 continue

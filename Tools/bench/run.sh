@@ -133,7 +133,7 @@ for s in "${SECTIONS[@]}"; do
     fi
     read -r load_end _ < /proc/loadavg
     # The machine's 1-minute load average around the section: how shared the CPU was (assemble.py prints it).
-    echo "{\"load_start\": $load_start, \"load_end\": $load_end, \"seconds\": $((SECONDS - started))}" > "$RESULTS/$s.load.json"
+    echo "{\"load_start\": $load_start, \"load_end\": $load_end, \"seconds\": $((SECONDS - started)), \"date\": \"$(date -u '+%Y-%m-%d %H:%M UTC')\"}" > "$RESULTS/$s.load.json"
     echo "bench: section $s took $((SECONDS - started)) s" >&2
 done
 
