@@ -57,4 +57,28 @@ import Testing
             }
         }
     }
+
+    /// ONNX post-training quantization (the interpreter calibrates on npz inputs): the PP-OCR classifier,
+    /// INT8 with TensorRT placement, INT8 with output pairs and a sensitivity search, and FP8 — twice each.
+    @Test(arguments: [["int8"], ["int8", "--option", "output-qdq=true", "--option", "exclude-sensitive=2"], ["fp8"]])
+    func graphQuantizationGivesSameBytes(_ options: [String]) throws {
+        let folder = TestEnvironment.shared + "/models/ppocr-v4-onnx"
+        let model = folder + "/ch_ppocr_mobile_v2.0_cls_infer.onnx", calib = folder + "/inputs/cls.calib.npz"
+        guard FileSystem.exists(model), FileSystem.exists(calib) else {
+            print("skipping: \(model) or \(calib) is absent")
+            return
+        }
+        let dir = TemporaryDirectory("kiln-determinism-graph")
+        var outputs: [[UInt8]] = []
+        for run in ["a", "b"] {
+            let out = dir.file(run + ".onnx")
+            let result = try runKiln(["quantize", model, "--algo"] + options + ["--calib", calib, "--calib-samples", "4",
+                                                                                 "--out", out, "--to", "onnx"])
+            #expect(result.status == 0, "\(options) run \(run): \(result.stderr)")
+            guard result.status == 0 else { return }
+            outputs.append(try FileSystem.readBytes(out))
+        }
+        #expect(!outputs[0].isEmpty)
+        #expect(outputs[0] == outputs[1], "\(options): two runs wrote different bytes")
+    }
 }
