@@ -50,7 +50,7 @@ struct CompareCommand: ParsableCommand {
         let bos = tok.bosTokenId.map(Int.init)
         let windows = Perplexity.windows(count: min(ids.count, maxTokens), seqLen: seqLen, bos: bos != nil)
         guard !windows.isEmpty else { throw KilnError(.invalidInput, file: text, "nothing to score") }
-        let execA = try Executor.languageModel(modelA), execB = try Executor.languageModel(modelB)
+        let execA = try openLanguageModel(modelA), execB = try openLanguageModel(modelB)
         var t = Totals()
         for (i, w) in windows.enumerated() {
             let input = (bos.map { [$0] } ?? []) + Array(ids[w.begin..<w.end])

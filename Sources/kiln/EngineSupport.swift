@@ -45,7 +45,7 @@ enum EngineSupport {
         let text = try Perplexity.loadText(settings.text)
         guard !text.isEmpty else { throw KilnError(.invalidInput, file: settings.text, "the text is empty") }
         let ids = tokenizer.encode(text, addSpecialTokens: false).map(Int.init)
-        let executor = try Executor.languageModel(model)
+        let executor = try openLanguageModel(model)
         return try Perplexity.evaluate(executor, ids: ids, maxTokens: settings.maxTokens, seqLen: settings.seqLen,
                                        bosId: tokenizer.bosTokenId.map(Int.init), stride: settings.stride,
                                        batchSize: settings.batch) { done, total in

@@ -18,6 +18,33 @@ import Testing
         #expect(json["tokens"] == 20000)
     }
 
+    /// An ONNX export read back (no config.json: the graph interpreter runs its standard ops — Trilu
+    /// causal mask, Cos/Sin rotary tables, Gemm …) scores like the checkpoint; an INT4 export with
+    /// block-wise DequantizeLinear scores like the in-memory quantized model `quantize --eval` measured.
+    @Test func evalRunsOnnxExportsThroughTheGraphInterpreter() throws {
+        guard let model = TestEnvironment.sharedModel("stories260K") else { return }
+        let dir = TemporaryDirectory("kiln-eval-onnx")
+        let text = Self.data + "tinystories_valid_eval.txt"
+        func perplexity(_ args: [String]) throws -> Double? {
+            let r = try runKiln(args + ["--json"])
+            #expect(r.status == 0, "\(args): \(r.stderr)")
+            return r.status == 0 ? try JSONValue.parse(r.stdout)["perplexity"]?.doubleValue : nil
+        }
+        #expect(try runKiln(["convert", model, dir.file("m.onnx")]).status == 0)
+        let eval = ["--text", text, "--max-tokens", "3000", "--tokenizer", model]
+        let reference = try #require(try perplexity(["eval", model] + eval))
+        let exported = try #require(try perplexity(["eval", dir.file("m.onnx")] + eval))
+        #expect(abs(exported / reference - 1) < 1e-5, "checkpoint \(reference), ONNX export \(exported)")
+
+        let quantize = try runKiln(["quantize", model, "--algo", "int4-rtn", "--group-size", "64", "--option", "indivisible=pad",
+                                    "--out", dir.file("q.onnx"), "--to", "onnx", "--eval", text, "--eval-max-tokens", "3000", "--json"])
+        #expect(quantize.status == 0, "\(quantize.stderr)")
+        let after = try #require(try JSONValue.parse(quantize.stdout)["perplexity_after"]?.doubleValue, "\(quantize.stdout)")
+        let quantized = try #require(try perplexity(["eval", dir.file("q.onnx")] + eval))
+        #expect(abs(quantized / after - 1) < 1e-5, "quantize --eval \(after), ONNX export \(quantized)")
+        #expect(abs(quantized / reference - 1) > 1e-3, "INT4 should change the perplexity")
+    }
+
     @Test func generateWritesTheKnownStory() throws {
         guard let model = TestEnvironment.sharedModel("stories260K") else { return }
         let r = try runKiln(["generate", model, "--prompt", "Once upon a time", "--max-tokens", "24"])

@@ -109,7 +109,7 @@ public enum Perplexity {
     ///   - progress: called with (windows done, windows total) after each forward.
     /// - Throws: `KilnError(.invalidInput)` for bad parameters or nothing to score; executor errors.
     /// - Complexity: O(windows · seqLen · parameters) plus attention.
-    public static func evaluate(_ executor: Executor, ids: [Int], maxTokens: Int? = nil, seqLen: Int = 512, bosId: Int?,
+    public static func evaluate(_ executor: any LanguageModel, ids: [Int], maxTokens: Int? = nil, seqLen: Int = 512, bosId: Int?,
                                 stride: Int? = nil, batchSize: Int = 8,
                                 progress: ((Int, Int) -> Void)? = nil) throws -> PerplexityResult {
         let ids = maxTokens.map { Array(ids.prefix(max(0, $0))) } ?? ids
@@ -126,7 +126,7 @@ public enum Perplexity {
             throw KilnError(.invalidInput, path: ["ids"], "nothing to score: \(ids.count) ids")
         }
         var batch = batchSize
-        if case .fixed(let vocab)? = executor.graph.outputs.first?.dims?.last, vocab > 0 {
+        if let vocab = executor.declaredVocabulary {
             batch = max(1, min(batchSize, (1 << 28) / (seqLen * vocab)))
         }
         let start = DispatchTime.now().uptimeNanoseconds

@@ -112,6 +112,8 @@ enum ElementwiseOps {
         "Neg": { try [unary($0) { -$0 }] },
         "Abs": { try [unary($0) { Swift.abs($0) }] },
         "Reciprocal": { try [unary($0) { 1 / $0 }] },
+        "Cos": { try [unary($0) { Foundation.cos($0) }] }, "Sin": { try [unary($0) { Foundation.sin($0) }] },
+        "Log": { try [unary($0) { Foundation.log($0) }] },
         "HardSigmoid": { c in
             let alpha = try c.float("alpha", 0.2), beta = try c.float("beta", 0.5)
             return try [unary(c) { max(0, min(1, alpha * $0 + beta)) }]

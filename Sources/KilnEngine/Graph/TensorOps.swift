@@ -7,8 +7,31 @@ enum TensorOps {
     static let table: [String: (OpContext) throws -> [GraphValue]] = [
         "MatMul": matMul, "Gemm": gemm, "Softmax": softmax, "ReduceMean": { try [reduce($0, mean: true)] },
         "ReduceSum": { try [reduce($0, mean: false)] }, "LayerNormalization": layerNorm, "Resize": resize,
-        "QuantizeLinear": quantizeLinear, "DequantizeLinear": dequantizeLinear,
+        "QuantizeLinear": quantizeLinear, "DequantizeLinear": dequantizeLinear, "Trilu": trilu,
     ]
+
+    /// Trilu (opset 14): keep the upper (`upper` = 1: column − row ≥ k) or lower (column − row ≤ k)
+    /// triangle of the last two dims, zeros elsewhere; k from the optional second input (default 0).
+    static func trilu(_ c: OpContext) throws -> [GraphValue] {
+        let x = try c.input(0)
+        guard x.rank >= 2 else { throw c.fail("expected a tensor of rank ≥ 2, found rank \(x.rank)") }
+        let ks = try c.intList(1) ?? [0]
+        guard ks.count == 1 else { throw c.fail("k must hold one value, found \(ks.count)") }
+        let k = ks[0], upper = try c.int("upper", 1) != 0
+        let rows = x.shape[x.rank - 2], cols = x.shape[x.rank - 1]
+        func kept(_ flat: Int) -> Bool {
+            let j = flat % cols, i = (flat / cols) % rows
+            return upper ? j - i >= k : j - i <= k
+        }
+        if x.isFloat {
+            var v = x.floats
+            for n in v.indices where !kept(n) { v[n] = 0 }
+            return [GraphValue(shape: x.shape, floats: v, dtype: x.dtype)]
+        }
+        var v = x.ints
+        for n in v.indices where !kept(n) { v[n] = 0 }
+        return [GraphValue(shape: x.shape, ints: v, dtype: x.dtype)]
+    }
 
     /// Numpy matmul: 1-D operands promoted, batch dims broadcast; each product one sgemm
     /// (a 2-D right operand makes the whole batch one sgemm, split into row tiles).
