@@ -29,7 +29,9 @@ let package = Package(
         .systemLibrary(name: "CZstd", path: "Sources/CZstd", pkgConfig: "libzstd"),
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS", pkgConfig: "openblas"),
         .target(name: "KilnHost", dependencies: [core], path: "Sources/KilnHost"),
-        .target(name: "KilnEngine", dependencies: [core, "CZstd", "COpenBLAS"], path: "Sources/KilnEngine"),
+        .target(name: "KilnEngine", dependencies: [core, "CZstd", "COpenBLAS", "KilnNumpy"], path: "Sources/KilnEngine"),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+        .target(name: "KilnNumpy", dependencies: [core, "CZlib"], path: "Sources/KilnNumpy", exclude: ["Plugin.swift"]),
         .target(name: "KilnFormatSafetensors", dependencies: [core], path: "Sources/KilnFormatSafetensors"),
         .target(name: "KilnFormatONNX", dependencies: [core, .product(name: "SwiftProtobuf", package: "SwiftProtobuf")],
                 path: "Sources/KilnFormatONNX"),
@@ -47,5 +49,6 @@ let package = Package(
         fuzzer("FuzzHFQuant", ["KilnFormatHFQuant"]),
         fuzzer("FuzzCalibCache", ["KilnEngine"]),
         fuzzer("FuzzPlugin", ["KilnHost"]),
+        fuzzer("FuzzNPZ", ["KilnNumpy"]),
     ]
 )

@@ -10,6 +10,7 @@ Deterministic. Needs numpy and onnx.
 """
 
 import importlib.util
+import io
 import json
 import os
 import shutil
@@ -210,6 +211,13 @@ def main():
                                                      "KILN-ABI-STAMP{abi=1;sdk=0.1.0;toolchain=clang}"))
     for name, data in corpus_files(bad, "plugin", lambda f: f.endswith(".so")):
         seed("FuzzPlugin", name, data)
+
+    # numpy .npz archives (kiln run --inputs, ONNX calibration): stored and deflated.
+    for name, compress in [("stored", False), ("deflated", True)]:
+        buf = io.BytesIO()
+        arrays = {"x": np.arange(24, dtype=np.float32).reshape(2, 3, 4), "ids": np.arange(5, dtype=np.int64)}
+        (np.savez_compressed if compress else np.savez)(buf, **arrays)
+        seed("FuzzNPZ", name, buf.getvalue())
 
     shutil.rmtree(bad)
     print(f"seeds in {OUT}")

@@ -13,7 +13,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 seconds=${1:-60}
 shift || true
-all=(FuzzSafetensors FuzzIndex FuzzONNX FuzzJSON FuzzTokenizer FuzzTRTLLM FuzzHFQuant FuzzCalibCache FuzzPlugin)
+all=(FuzzSafetensors FuzzIndex FuzzONNX FuzzJSON FuzzTokenizer FuzzTRTLLM FuzzHFQuant FuzzCalibCache FuzzPlugin FuzzNPZ)
 targets=("${@:-${all[@]}}")
 scratch="$root/.build-fuzz"
 
