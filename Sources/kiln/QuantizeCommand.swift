@@ -70,7 +70,17 @@ struct QuantizeCommand: ParsableCommand {
             guard QuantizeCommand.graphAlgorithms[algo] != nil else {
                 throw ValidationError("with --calib FILE.npz (a graph model), --algo must be int8 or fp8 (found \"\(algo)\")")
             }
-            if to != "onnx" && !output.out.hasSuffix(".onnx") { throw ValidationError("a quantized graph model is written with --to onnx") }
+            guard to == "onnx" else { throw ValidationError("a quantized graph model is written with --to onnx (found --to \(to))") }
+            let ignored = [("--tp", tp != nil), ("--kv-cache", kvCache != nil), ("--group-size", groupSize != nil), ("--alpha", alpha != nil),
+                           ("--tokenizer", output.tokenizer != nil), ("--eval", output.eval != nil)].filter(\.1).map(\.0)
+            guard ignored.isEmpty else {
+                throw ValidationError("\(ignored.joined(separator: ", ")) do not apply to a graph model calibrated on an .npz (ONNX post-training quantization)")
+            }
+            for o in passOptions where !o.contains("=") { throw ValidationError("--option expects KEY=VALUE (found \"\(o)\")") }
+            let unknown = Set(explicitOptions.keys).subtracting(QuantizeCommand.graphOptionNames).sorted()
+            guard unknown.isEmpty else {
+                throw ValidationError("unknown --option \(unknown.joined(separator: ", ")) for a graph model; known: \(QuantizeCommand.graphOptionNames.sorted().joined(separator: ", "))")
+            }
             _ = try graphOptions()
             return
         }
@@ -114,6 +124,9 @@ struct QuantizeCommand: ParsableCommand {
         if output.overwrite { o["overwrite"] = "true" }
         return o
     }
+
+    /// The --option keys ``graphOptions()`` reads.
+    static let graphOptionNames: Set<String> = ["range", "output-range", "percentile", "exclude-sensitive", "output-qdq", "sensitivity", "batch"]
 
     /// Options of the graph flow, from --exclude, --calib-samples and --option range= / percentile= / batch=.
     func graphOptions() throws -> GraphQuantizer.Options {

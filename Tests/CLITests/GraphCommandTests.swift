@@ -47,6 +47,20 @@ import Testing
         #expect(dir.contents.isEmpty)
     }
 
+    /// Flags and --option keys the graph flow would not read are refused, not silently dropped.
+    @Test func quantizeGraphRefusesWhatItWouldIgnore() throws {
+        guard let model = shared(Self.cls), let inputs = shared(Self.clsInputs) else { return }
+        let dir = TemporaryDirectory()
+        let base = ["quantize", model, "--algo", "int8", "--calib", inputs, "--out", dir.file("q.onnx")]
+        var r = try runKiln(base + ["--to", "onnx", "--option", "exclude-sensitve=8"])
+        #expect(r.status != 0 && r.stderr.contains("unknown --option exclude-sensitve") && r.stderr.contains("exclude-sensitive"), "\(r.stderr)")
+        r = try runKiln(base + ["--to", "onnx", "--group-size", "64", "--alpha", "0.5"])
+        #expect(r.status != 0 && r.stderr.contains("--group-size, --alpha do not apply to a graph model"), "\(r.stderr)")
+        r = try runKiln(base + ["--to", "trtllm"])
+        #expect(r.status != 0 && r.stderr.contains("written with --to onnx (found --to trtllm)"), "\(r.stderr)")
+        #expect(dir.contents.isEmpty)
+    }
+
     @Test func quantizeGraphWritesQDQ() throws {
         guard let model = shared(Self.cls), let inputs = shared(Self.clsInputs) else { return }
         let dir = TemporaryDirectory()
