@@ -70,15 +70,18 @@ final class EngineLossProbe: LossProbe {
             return original
         }
         try executor.replaceWeights(replacements)
-        defer {
-            try? executor.replaceWeights(originals)
+        let measured: Result<Double, Error> = Result {
+            var nll = 0.0
+            for var h in inputs[first] {
+                for layer in layers[first...] { try executor.runLayer(layer, hidden: &h) }
+                nll += try EngineLossProbe.negativeLogLikelihood(try executor.logits(after: layers.last!, hidden: h), h.sequences)
+            }
+            return nll / Double(max(tokens, 1))
         }
-        var nll = 0.0
-        for var h in inputs[first] {
-            for layer in layers[first...] { try executor.runLayer(layer, hidden: &h) }
-            nll += try EngineLossProbe.negativeLogLikelihood(try executor.logits(after: layers.last!, hidden: h), h.sequences)
-        }
-        return nll / Double(max(tokens, 1))
+        // Restored whatever happened: a probe that cannot put the originals back must fail loudly,
+        // or every later probe would measure a changed model.
+        try executor.replaceWeights(originals)
+        return try measured.get()
     }
 
     /// Σ −log softmax(logits[b, t])[sequence_b[t + 1]] over every position but each sequence's last.
