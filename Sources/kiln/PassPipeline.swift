@@ -46,7 +46,9 @@ struct PassPipeline {
             let report = try GraphQuantizer.quantize(m, calibration: inputs, options: options, progress: context.progress)
             lap("calibrate + quantize (\(report.calibrationSamples) samples, \(options.range.rawValue) ranges)")
             for (node, error) in report.sensitiveNodes {
-                print("kept in f32 (sensitivity): \(node), relative output error \(EngineSupport.format(error, digits: 6)) when quantized alone")
+                let what = options.sensitivity == .alone ? "relative output error when quantized alone"
+                    : "share of the output error removed when kept in f32"
+                print("kept in f32 (sensitivity): \(node), \(what) \(EngineSupport.format(error, digits: 6))")
             }
         }
         let calibration = EngineCalibration(tokenizerPath: tokenizer)
