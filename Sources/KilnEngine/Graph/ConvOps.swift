@@ -81,6 +81,14 @@ enum ConvOps {
         rank == 3 ? [n, ch, hw.1] : [n, ch, hw.0, hw.1]
     }
 
+    /// The kernel the weight's spatial dims give must be the window's (`kernel_shape`): sgemm reads
+    /// the weight by the window's kernel size.
+    static func checkKernel(_ win: Window, weight w: GraphValue, _ c: OpContext) throws {
+        guard (w.rank == 3 ? (1, w.shape[2]) : (w.shape[2], w.shape[3])) == win.kernel else {
+            throw c.fail("kernel_shape \(win.kernel) disagrees with the weight \(w.shape): expected the weight's spatial dims")
+        }
+    }
+
     /// y = conv(x, w) + b, group-wise; im2col + sgemm, or a direct loop for depthwise convolutions.
     static func conv(_ c: OpContext) throws -> [GraphValue] {
         let x = try c.floatInput(0), w = try c.floatInput(1), bias = c.optional(2)
@@ -91,7 +99,7 @@ enum ConvOps {
         }
         let m = w.shape[0], cg = ch / group, mg = m / group
         let win = try Window(c, spatial: x.rank - 2, input: (h, wd), kernelFallback: Array(w.shape[2...]))
-        guard (x.rank == 3 ? (1, w.shape[2]) : (w.shape[2], w.shape[3])) == win.kernel else { throw c.fail("kernel_shape disagrees with the weight \(w.shape)") }
+        try checkKernel(win, weight: w, c)
         if let bias { guard bias.count == m else { throw c.fail("bias of \(bias.count) values for \(m) output channels") } }
         let (oh, ow) = win.output((h, wd))
         let out = GraphValue.uninitialized(shape(n, m, (oh, ow), rank: x.rank))
@@ -212,6 +220,7 @@ enum ConvOps {
         }
         let cg = ch / group, mg = w.shape[1], m = mg * group
         var win = try Window(c, spatial: x.rank - 2, input: (h, wd), kernelFallback: Array(w.shape[2...]))
+        try checkKernel(win, weight: w, c)
         let spatial = x.rank - 2
         var extra = (0, 0)
         if let op = try c.ints("output_padding") {

@@ -182,6 +182,7 @@ enum ElementwiseOps {
             case .mul: out[i] = u &* v
             case .div:
                 guard v != 0 else { throw c.fail("integer division by zero") }
+                guard u != .min || v != -1 else { throw c.fail("integer division \(u) / -1 overflows Int64") }
                 out[i] = u / v
             case .pow: out[i] = Int64(Foundation.pow(Double(u), Double(v)))
             case .equal: out[i] = u == v ? 1 : 0
@@ -222,6 +223,12 @@ enum ElementwiseOps {
 
     static func whereOp(_ c: OpContext) throws -> [GraphValue] {
         let cond = try c.input(0), a = try c.input(1), b = try c.input(2)
+        guard !cond.isFloat else {
+            throw KilnError.mismatch(file: nil, path: c.path + ["input 0"], expected: "a bool condition", found: cond.dtype.name)
+        }
+        guard a.isFloat == b.isFloat else {
+            throw c.fail("inputs 1 and 2 must be of one kind: expected both floating-point or both integer, found \(a.dtype.name) and \(b.dtype.name)")
+        }
         let plan = try c.broadcast([cond, a, b])
         let idx = plan.indices()
         let k = cond.ints

@@ -120,6 +120,7 @@ enum ShapeOps {
         guard let raw = try axes(c, inputOpset: 13) else { throw c.fail("axes are required") }
         let rank = x.rank + raw.count
         let axes = Set(try raw.map { try c.axis($0, rank: rank) })
+        guard axes.count == raw.count else { throw c.fail("axes \(raw) must be unique (expected \(raw.count) distinct axes of rank \(rank))") }
         var dims: [Int] = [], source = x.shape.makeIterator()
         for d in 0..<rank { dims.append(axes.contains(d) ? 1 : source.next()!) }
         return [x.reshaped(dims)]

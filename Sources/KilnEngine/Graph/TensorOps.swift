@@ -14,6 +14,7 @@ enum TensorOps {
     /// (a 2-D right operand makes the whole batch one sgemm, split into row tiles).
     static func matMul(_ c: OpContext) throws -> [GraphValue] {
         var a = try c.floatInput(0), b = try c.floatInput(1)
+        guard a.rank >= 1, b.rank >= 1 else { throw c.fail("operands must have rank ≥ 1, found shapes \(a.shape) and \(b.shape)") }
         let aVector = a.rank == 1, bVector = b.rank == 1
         if aVector { a = a.reshaped([1, a.shape[0]]) }
         if bVector { b = b.reshaped([b.shape[0], 1]) }
@@ -253,7 +254,13 @@ enum TensorOps {
     }
 
     /// The scale / zero-point index of every element: per tensor, or per `axis` (1-D scale).
-    static func channelIndex(_ c: OpContext, _ x: GraphValue, scaleCount: Int) throws -> (Int) -> Int {
+    /// A zero point holds one value or one per scale.
+    static func channelIndex(_ c: OpContext, _ x: GraphValue, scaleCount: Int, zeroPoints: Int?) throws -> (Int) -> Int {
+        if let zeroPoints, zeroPoints != 1, zeroPoints != scaleCount {
+            throw KilnError.mismatch(file: nil, path: c.path + ["input 2 (zero point)"], expected: "1 or \(scaleCount) values (one per scale)",
+                                     found: "\(zeroPoints)")
+        }
+        guard scaleCount > 0 else { throw KilnError.mismatch(file: nil, path: c.path + ["input 1 (scale)"], expected: "at least one scale", found: "none") }
         if scaleCount == 1 { return { _ in 0 } }
         guard try c.int("block_size", 0) == 0 else { throw c.unsupported("blocked quantization is not supported") }
         let axis = try c.axis(try c.int("axis", 1), rank: x.rank)
@@ -266,7 +273,7 @@ enum TensorOps {
     static func quantizeLinear(_ c: OpContext) throws -> [GraphValue] {
         let x = try c.floatInput(0), s = try c.input(1).floats, zp = c.optional(2)
         let type = zp?.dtype ?? .u8
-        let at = try channelIndex(c, x, scaleCount: s.count)
+        let at = try channelIndex(c, x, scaleCount: s.count, zeroPoints: zp?.count)
         let values = x.floats
         if type.isFloat {
             guard type == .f8e4m3fn || type == .f8e5m2 else { throw c.unsupported("QuantizeLinear to \(type) is not supported") }
@@ -333,7 +340,7 @@ enum TensorOps {
     /// y = (x − z) · s.
     static func dequantizeLinear(_ c: OpContext) throws -> [GraphValue] {
         let x = try c.input(0), s = try c.input(1).floats, zp = c.optional(2)?.floats
-        let at = try channelIndex(c, x, scaleCount: s.count)
+        let at = try channelIndex(c, x, scaleCount: s.count, zeroPoints: zp?.count)
         let values = x.floats
         let y = values.enumerated().map { i, v -> Float in
             let k = at(i)
