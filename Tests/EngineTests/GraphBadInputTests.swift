@@ -88,6 +88,27 @@ struct GraphBadInputTests {
         #expect(e.contains("output \"indices\"") && e.contains("not produced") && e.contains("node \"pool\""), "\(e)")
     }
 
+    @Test("float → integer conversions of NaN / Inf / out-of-range values are refused (Reshape shape, Gather indices, Clip bound)")
+    func nonFiniteIntegers() throws {
+        let reshape = Node(name: "reshape", opType: "Reshape", inputs: ["x", "shape"], outputs: ["y"])
+        let e1 = try #require(try refusal([reshape], ["x": floats([2]), "shape": GraphValue(shape: [1], floats: [.nan])]))
+        #expect(e1.contains("node \"reshape\"") && e1.contains("input 1") && e1.contains("finite value within the Int64 range"), "\(e1)")
+        let gather = Node(name: "gather", opType: "Gather", inputs: ["x", "i"], outputs: ["y"])
+        let e2 = try #require(try refusal([gather], ["x": floats([2]), "i": GraphValue(shape: [1], floats: [.infinity])]))
+        #expect(e2.contains("node \"gather\"") && e2.contains("indices") && e2.contains("inf"), "\(e2)")
+        let clip = Node(name: "clip", opType: "Clip", inputs: ["x", "lo"], outputs: ["y"])
+        let e3 = try #require(try refusal([clip], ["x": GraphValue(shape: [1], ints: [5]), "lo": GraphValue(shape: [], floats: [.nan])]))
+        #expect(e3.contains("node \"clip\"") && e3.contains("min") && e3.contains("nan"), "\(e3)")
+        #expect(try refusal([clip], ["x": GraphValue(shape: [2], ints: [.max, -3]), "lo": GraphValue(shape: [], ints: [0])]) == nil)
+    }
+
+    @Test("integer Pow whose result leaves Int64 is refused")
+    func integerPowOverflow() throws {
+        let pow = Node(name: "pow", opType: "Pow", inputs: ["a", "b"], outputs: ["y"])
+        let e = try #require(try refusal([pow], ["a": GraphValue(shape: [1], ints: [10]), "b": GraphValue(shape: [1], ints: [40])]))
+        #expect(e.contains("node \"pow\"") && e.contains("Int64 range"), "\(e)")
+    }
+
     @Test("calibration statistics skip NaN and ±Inf, counting them")
     func nonFiniteStatistics() {
         var stats = RangeStatistics()

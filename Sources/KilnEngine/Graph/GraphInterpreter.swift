@@ -220,7 +220,16 @@ struct OpContext {
     /// Input `k` read as a list of integers (shape arithmetic inputs).
     func intList(_ k: Int) throws -> [Int]? {
         guard let v = optional(k) else { return nil }
-        return v.isFloat ? v.floats.map { Int($0) } : v.ints.map { Int($0) }
+        return v.isFloat ? try v.floats.map { Int(try integer($0, "input \(k)")) } : v.ints.map { Int($0) }
+    }
+
+    /// `f` truncated toward zero to an integer; `what` names it in the error.
+    /// - Throws: `KilnError(.invalidInput)` naming the node for NaN, ±Inf or a value outside Int64.
+    func integer(_ f: Float, _ what: String) throws -> Int64 {
+        guard let i = Int64(exactly: f.rounded(.towardZero)) else {
+            throw KilnError.mismatch(file: nil, path: path + [what], expected: "a finite value within the Int64 range", found: "\(f)")
+        }
+        return i
     }
 
     func int(_ name: String, _ fallback: Int) throws -> Int {

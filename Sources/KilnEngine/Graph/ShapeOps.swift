@@ -239,7 +239,7 @@ enum ShapeOps {
         let x = try c.input(0), indices = try c.input(1)
         let axis = try c.axis(try c.int("axis", 0), rank: x.rank)
         let n = x.shape[axis]
-        let idx = try (indices.isFloat ? indices.floats.map { Int($0) } : indices.ints.map { Int($0) }).map { i -> Int in
+        let idx = try (indices.isFloat ? try indices.floats.map { Int(try c.integer($0, "input 1 (indices)")) } : indices.ints.map { Int($0) }).map { i -> Int in
             let j = i < 0 ? i + n : i
             guard j >= 0, j < n else { throw c.fail("index \(i) is out of range for a dimension of \(n)") }
             return j
