@@ -109,6 +109,45 @@ struct GraphBadInputTests {
         #expect(e.contains("node \"pow\"") && e.contains("Int64 range"), "\(e)")
     }
 
+    @Test("sizes read from the model are checked before storage is made: negative, overflowing or too many elements")
+    func sizesFromTheFile() throws {
+        let constant = Node(name: "fill", opType: "ConstantOfShape", inputs: ["shape"], outputs: ["y"])
+        let e1 = try #require(try refusal([constant], ["shape": GraphValue(shape: [2], ints: [3, -2])]))
+        #expect(e1.contains("node \"fill\"") && e1.contains("input 0 (shape)") && e1.contains("dims ≥ 0"), "\(e1)")
+        let e2 = try #require(try refusal([constant], ["shape": GraphValue(shape: [3], ints: [1 << 40, 1 << 40, 1 << 40])]))
+        #expect(e2.contains("node \"fill\"") && e2.contains("at most \(GraphLimits.maxElements) elements"), "\(e2)")
+        let reshape = Node(name: "reshape", opType: "Reshape", inputs: ["x", "shape"], outputs: ["y"])
+        let e3 = try #require(try refusal([reshape], ["x": floats([4]), "shape": GraphValue(shape: [3], ints: [1 << 40, 1 << 40, -1])]))
+        #expect(e3.contains("node \"reshape\"") && e3.contains("cannot reshape"), "\(e3)")
+        let expand = Node(name: "expand", opType: "Expand", inputs: ["x", "shape"], outputs: ["y"])
+        let e4 = try #require(try refusal([expand], ["x": floats([1]), "shape": GraphValue(shape: [1], ints: [-4])]))
+        #expect(e4.contains("node \"expand\"") && e4.contains("dims ≥ 0"), "\(e4)")
+        let resize = Node(name: "resize", opType: "Resize", inputs: ["x", "", "scales"], outputs: ["y"])
+        let e5 = try #require(try refusal([resize], ["x": floats([1, 1, 2, 2]), "scales": GraphValue(shape: [4], floats: [1, 1, .nan, 2])]))
+        #expect(e5.contains("node \"resize\"") && e5.contains("finite values > 0"), "\(e5)")
+        let sized = Node(name: "resize", opType: "Resize", inputs: ["x", "", "", "sizes"], outputs: ["y"])
+        let e6 = try #require(try refusal([sized], ["x": floats([1, 1, 2, 2]), "sizes": GraphValue(shape: [4], ints: [1, 1, -3, 2])]))
+        #expect(e6.contains("node \"resize\"") && e6.contains("input 3 (sizes)"), "\(e6)")
+    }
+
+    @Test("Split into no outputs or negative parts, and window ops with huge dilations or output_shape, are refused")
+    func splitAndWindows() throws {
+        let none = Node(name: "split0", opType: "Split", inputs: ["x"], outputs: [])
+        let e1 = try #require(try refusal([none], ["x": floats([4])], outputs: ["x"]))
+        #expect(e1.contains("node \"split0\"") && e1.contains("at least one output"), "\(e1)")
+        let negative = Node(name: "split", opType: "Split", inputs: ["x", "sizes"], outputs: ["a", "b"])
+        let e2 = try #require(try refusal([negative], ["x": floats([4]), "sizes": GraphValue(shape: [2], ints: [6, -2])]))
+        #expect(e2.contains("node \"split\"") && e2.contains("do not add up to 4"), "\(e2)")
+        let pool = Node(name: "pool", opType: "MaxPool", inputs: ["x"], outputs: ["y"],
+                        attributes: [("kernel_shape", .ints([2, 2])), ("dilations", .ints([1 << 62, 1]))])
+        let e3 = try #require(try refusal([pool], ["x": floats([1, 1, 2, 2])]))
+        #expect(e3.contains("node \"pool\"") && e3.contains("dilations"), "\(e3)")
+        let deconv = Node(name: "deconv", opType: "ConvTranspose", inputs: ["x", "w"], outputs: ["y"],
+                          attributes: [("output_shape", .ints([Int64.max, 4]))])
+        let e4 = try #require(try refusal([deconv], ["x": floats([1, 1, 2, 2]), "w": floats([1, 1, 2, 2])]))
+        #expect(e4.contains("node \"deconv\"") && e4.contains("output_shape"), "\(e4)")
+    }
+
     @Test("calibration statistics skip NaN and ±Inf, counting them")
     func nonFiniteStatistics() {
         var stats = RangeStatistics()

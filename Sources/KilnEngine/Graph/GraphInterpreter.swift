@@ -223,6 +223,17 @@ struct OpContext {
         return v.isFloat ? try v.floats.map { Int(try integer($0, "input \(k)")) } : v.ints.map { Int($0) }
     }
 
+    /// `dims` checked as the shape of a value this node creates (`what` names where they came from).
+    /// - Throws: `KilnError(.invalidInput)` naming the node for a negative dim, or more elements than
+    ///   ``GraphLimits/maxElements``.
+    func shape(_ dims: [Int], _ what: String = "output") throws -> [Int] {
+        guard GraphLimits.elementCount(dims) != nil else {
+            throw KilnError.mismatch(file: nil, path: path + [what], expected: "dims ≥ 0 and at most \(GraphLimits.maxElements) elements",
+                                     found: "shape \(dims)")
+        }
+        return dims
+    }
+
     /// `f` truncated toward zero to an integer; `what` names it in the error.
     /// - Throws: `KilnError(.invalidInput)` naming the node for NaN, ±Inf or a value outside Int64.
     func integer(_ f: Float, _ what: String) throws -> Int64 {

@@ -18,7 +18,9 @@ enum ShapeOps {
             guard i < x.rank else { throw c.fail("shape \(target): 0 at position \(i) copies a dimension the input (\(x.shape)) lacks") }
             dims[i] = x.shape[i]
         }
-        let known = dims.filter { $0 != -1 }.reduce(1, *)
+        guard let known = GraphLimits.elementCount(dims.filter { $0 != -1 }) else {
+            throw c.fail("cannot reshape \(x.shape) to \(target): expected dims ≥ -1 and at most \(GraphLimits.maxElements) elements")
+        }
         if let at = dims.firstIndex(of: -1) {
             guard known > 0, x.count % known == 0 else { throw c.fail("cannot reshape \(x.shape) to \(target)") }
             dims[at] = x.count / known
@@ -207,12 +209,15 @@ enum ShapeOps {
         let x = try c.input(0)
         let axis = try c.axis(try c.int("axis", 0), rank: x.rank)
         let n = x.shape[axis], parts = c.node.outputs.count
+        guard parts > 0 else { throw c.fail("expected at least one output to split into") }
         var sizes = c.opset < 13 ? try c.ints("split") : try c.intList(1)
         if sizes == nil {
             let chunk = (n + parts - 1) / parts
             sizes = (0..<parts).map { min(chunk, max(0, n - $0 * chunk)) }
         }
-        guard let sizes, sizes.count == parts, sizes.reduce(0, +) == n else { throw c.fail("split sizes do not add up to \(n)") }
+        guard let sizes, sizes.count == parts, sizes.allSatisfy({ (0...n).contains($0) }), sizes.reduce(0, +) == n else {
+            throw c.fail("split sizes \(sizes.map { "\($0)" } ?? "none") do not add up to \(n) in \(parts) parts of ≥ 0")
+        }
         var begin = 0, result: [GraphValue] = []
         for size in sizes {
             var dims = x.shape
@@ -245,7 +250,7 @@ enum ShapeOps {
             return j
         }
         let outer = x.shape[..<axis].reduce(1, *), inner = x.shape[(axis + 1)...].reduce(1, *)
-        let dims = Array(x.shape[..<axis]) + indices.shape + Array(x.shape[(axis + 1)...])
+        let dims = try c.shape(Array(x.shape[..<axis]) + indices.shape + Array(x.shape[(axis + 1)...]))
         var map: [Int] = []
         map.reserveCapacity(outer * idx.count * inner)
         for o in 0..<outer {
@@ -258,7 +263,7 @@ enum ShapeOps {
     }
 
     static func constantOfShape(_ c: OpContext) throws -> [GraphValue] {
-        let dims = try c.intList(0) ?? []
+        let dims = try c.shape(try c.intList(0) ?? [], "input 0 (shape)")
         var fill = GraphValue(shape: [1], floats: [0])
         if case .tensor(let t)? = c.node.attribute("value") { fill = try GraphValue(t) }
         let n = dims.reduce(1, *)
@@ -268,9 +273,9 @@ enum ShapeOps {
 
     static func expand(_ c: OpContext) throws -> [GraphValue] {
         let x = try c.input(0)
-        let target = try c.intList(1) ?? []
+        let target = try c.shape(try c.intList(1) ?? [], "input 1 (shape)")
         let plan: Broadcast
         do { plan = try Broadcast([x.shape, target]) } catch { throw c.fail("cannot expand \(x.shape) to \(target)") }
-        return [gathered(x, shape: plan.shape, plan.indices()[0])]
+        return [gathered(x, shape: try c.shape(plan.shape), plan.indices()[0])]
     }
 }

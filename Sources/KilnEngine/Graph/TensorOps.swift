@@ -23,7 +23,7 @@ enum TensorOps {
         let batchA = Array(a.shape.dropLast(2)), batchB = Array(b.shape.dropLast(2))
         let plan: Broadcast
         do { plan = try Broadcast([batchA, batchB]) } catch { throw c.fail("batch dims \(batchA) and \(batchB) do not broadcast") }
-        var dims = plan.shape + [m, n]
+        var dims = try c.shape(plan.shape + [m, n])
         let out = GraphValue.uninitialized(dims)
         let ap = a.pointer, bp = b.pointer, yp = out.pointer
         if batchB.reduce(1, *) == 1 {
@@ -60,7 +60,7 @@ enum TensorOps {
         let m = transA ? a.shape[1] : a.shape[0], k = transA ? a.shape[0] : a.shape[1]
         let n = transB ? b.shape[0] : b.shape[1]
         guard (transB ? b.shape[1] : b.shape[0]) == k else { throw c.fail("shapes \(a.shape) and \(b.shape) cannot be multiplied") }
-        let out = GraphValue.uninitialized([m, n])
+        let out = GraphValue.uninitialized(try c.shape([m, n]))
         var betaUsed: Float = 0
         if let bias = c.optional(2), beta != 0 {
             let plan: Broadcast
@@ -172,11 +172,12 @@ enum TensorOps {
         var dims: [Int]
         if let sizes {
             guard sizes.count == x.rank else { throw c.fail("sizes must have \(x.rank) values") }
-            dims = sizes
+            dims = try c.shape(sizes, "input 3 (sizes)")
             scales = zip(sizes, x.shape).map { Float($0) / Float($1) }
         } else if let s = scales {
             guard s.count == x.rank else { throw c.fail("scales must have \(x.rank) values") }
-            dims = zip(x.shape, s).map { Int((Float($0) * $1).rounded(.down)) }
+            guard s.allSatisfy({ $0.isFinite && $0 > 0 }) else { throw c.fail("scales \(s): expected finite values > 0") }
+            dims = try c.shape(try zip(x.shape, s).map { Int(try c.integer((Float($0) * $1).rounded(.down), "input 2 (scales)")) })
         } else {
             throw c.fail("either scales or sizes is required")
         }
