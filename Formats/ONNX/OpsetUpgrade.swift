@@ -80,7 +80,11 @@ enum OpsetUpgrade {
                     } else if axis == 0 {
                         throw KilnError(.unsupported, path: here, "\(n.opType) over all axes (axis 0) of an input of unknown rank cannot be upgraded")
                     } else {
-                        let base = n.name.isEmpty ? (n.outputs.first ?? n.opType) : n.name
+                        guard !x.isEmpty, let output = n.outputs.first, !output.isEmpty else {
+                            throw KilnError.mismatch(file: nil, path: here, expected: "1 input and 1 output to rewrite the legacy \(n.opType)",
+                                                     found: "\(n.inputs.count) inputs, \(n.outputs.count) outputs")
+                        }
+                        let base = n.name.isEmpty ? output : n.name
                         let shape = names.unique(base + "_input_shape"), flat = names.unique(base + "_flattened")
                         let result = names.unique(base + "_2d")
                         inserted[i] = [
@@ -88,7 +92,6 @@ enum OpsetUpgrade {
                             Node(name: names.unique(base + "_Flatten"), opType: "Flatten", inputs: [x], outputs: [flat],
                                  attributes: [("axis", .int(Int64(axis)))]),
                         ]
-                        let output = n.outputs[0]
                         n.inputs[0] = flat
                         n.outputs[0] = result
                         n.attributes.append(("axis", .int(-1)))

@@ -36,14 +36,14 @@ struct RunCommand: ParsableCommand {
         let start = Date()
         let results = try interpreter.run(feed.values)
         let seconds = Date().timeIntervalSince(start)
-        let names = interpreter.graph.outputs.map(\.name)
+        // `run` returns every graph output (it throws naming one that was not produced).
+        let outputs = interpreter.graph.outputs.compactMap { o in results[o.name].map { (name: o.name, value: $0) } }
         if let output {
-            try NPZWriter.write(names.map { results[$0]!.tensor(name: $0) }, to: output, overwrite: overwrite)
+            try NPZWriter.write(outputs.map { $0.value.tensor(name: $0.name) }, to: output, overwrite: overwrite)
         }
         var rows: [(String, JSONValue)] = []
         var lines: [[String]] = [["output", "dtype", "shape", "min", "max", "mean"]]
-        for name in names {
-            let v = results[name]!
+        for (name, v) in outputs {
             let f = v.floats
             let lo = f.min() ?? 0, hi = f.max() ?? 0, mean = f.isEmpty ? 0 : f.reduce(0, +) / Float(f.count)
             rows.append((name, .object(JSONObject([

@@ -45,6 +45,24 @@ import Testing
         #expect(refusal(dir + "/bad.onnx", folder: dir) == expected)
     }
 
+    @Test("export: a legacy Softmax without an output, upgraded past opset 13, is refused naming the node")
+    func legacySoftmaxWithoutOutput() throws {
+        // Per-channel INT8 needs opset 13, so the opset-11 Softmax (axis 1, rank unknown) is rewritten.
+        let graph = Graph(inputs: [ValueInfo(name: "x", dtype: .f32)], outputs: [ValueInfo(name: "h")],
+                          nodes: [Node(name: "mm", opType: "MatMul", inputs: ["x", "w"], outputs: ["h"]),
+                                  Node(name: "legacy_softmax", opType: "Softmax", inputs: ["h"], outputs: [], attributes: [("axis", .int(1))])],
+                          initializerNames: ["w"])
+        let model = try Model(tensors: [TestQuantizer.int8PerChannel("w", [0.5, -1, 0.25, 2], shape: [2, 2], axis: 1)], graph: graph)
+        model.opsetImports = ["": 11]
+        let dir = TemporaryDirectory()
+        do {
+            try ONNXTest.write(model, dir.file("softmax.onnx"))
+            Issue.record("accepted")
+        } catch let e as KilnError {
+            #expect("\(e)".contains("node \"legacy_softmax\" (Softmax)") && "\(e)".contains("1 input and 1 output"), "\(e)")
+        }
+    }
+
     @Test func truncatedProtobufNamesTheOffsetAndField() throws {
         guard let source = ONNXTest.sharedFile("stories260K/onnx/model.onnx") else { return }
         let dir = TemporaryDirectory()

@@ -23,12 +23,15 @@ struct Window {
         kernel = try pair(k, 1)
         stride = try pair(try c.ints("strides"), 1)
         dilation = try pair(try c.ints("dilations"), 1)
-        guard kernel.0 > 0, kernel.1 > 0, stride.0 > 0, stride.1 > 0, dilation.0 > 0, dilation.1 > 0 else {
-            throw c.fail("kernel, strides and dilations must be positive")
+        let sizes = 1...GraphLimits.maxWindow
+        guard [kernel.0, kernel.1, stride.0, stride.1, dilation.0, dilation.1].allSatisfy(sizes.contains) else {
+            throw c.fail("kernel \(kernel), strides \(stride) and dilations \(dilation) must be in \(sizes)")
         }
         pads = (0, 0, 0, 0)
         if let p = try c.ints("pads") {
-            guard p.count == 2 * spatial, p.allSatisfy({ $0 >= 0 }) else { throw c.fail("pads must hold \(2 * spatial) values ≥ 0 (found \(p))") }
+            guard p.count == 2 * spatial, p.allSatisfy({ (0...GraphLimits.maxWindow).contains($0) }) else {
+                throw c.fail("pads must hold \(2 * spatial) values in 0...\(GraphLimits.maxWindow) (found \(p))")
+            }
             pads = spatial == 1 ? (0, p[0], 0, p[1]) : (p[0], p[1], p[2], p[3])
         }
         let auto = try c.string("auto_pad", "NOTSET")
@@ -81,6 +84,14 @@ enum ConvOps {
         rank == 3 ? [n, ch, hw.1] : [n, ch, hw.0, hw.1]
     }
 
+    /// The kernel the weight's spatial dims give must be the window's (`kernel_shape`): sgemm reads
+    /// the weight by the window's kernel size.
+    static func checkKernel(_ win: Window, weight w: GraphValue, _ c: OpContext) throws {
+        guard (w.rank == 3 ? (1, w.shape[2]) : (w.shape[2], w.shape[3])) == win.kernel else {
+            throw c.fail("kernel_shape \(win.kernel) disagrees with the weight \(w.shape): expected the weight's spatial dims")
+        }
+    }
+
     /// y = conv(x, w) + b, group-wise; im2col + sgemm, or a direct loop for depthwise convolutions.
     static func conv(_ c: OpContext) throws -> [GraphValue] {
         let x = try c.floatInput(0), w = try c.floatInput(1), bias = c.optional(2)
@@ -91,10 +102,10 @@ enum ConvOps {
         }
         let m = w.shape[0], cg = ch / group, mg = m / group
         let win = try Window(c, spatial: x.rank - 2, input: (h, wd), kernelFallback: Array(w.shape[2...]))
-        guard (x.rank == 3 ? (1, w.shape[2]) : (w.shape[2], w.shape[3])) == win.kernel else { throw c.fail("kernel_shape disagrees with the weight \(w.shape)") }
+        try checkKernel(win, weight: w, c)
         if let bias { guard bias.count == m else { throw c.fail("bias of \(bias.count) values for \(m) output channels") } }
         let (oh, ow) = win.output((h, wd))
-        let out = GraphValue.uninitialized(shape(n, m, (oh, ow), rank: x.rank))
+        let out = GraphValue.uninitialized(try c.shape(shape(n, m, (oh, ow), rank: x.rank)))
         let (kh, kw) = win.kernel, k = cg * kh * kw, plane = oh * ow
         let xp = x.pointer, wp = w.pointer, yp = out.pointer
         if cg == 1 && mg == 1 {
@@ -212,6 +223,7 @@ enum ConvOps {
         }
         let cg = ch / group, mg = w.shape[1], m = mg * group
         var win = try Window(c, spatial: x.rank - 2, input: (h, wd), kernelFallback: Array(w.shape[2...]))
+        try checkKernel(win, weight: w, c)
         let spatial = x.rank - 2
         var extra = (0, 0)
         if let op = try c.ints("output_padding") {
@@ -224,7 +236,9 @@ enum ConvOps {
         var (oh, ow) = (fullH - win.pads.0 - win.pads.2, fullW - win.pads.1 - win.pads.3)
         let auto = try c.string("auto_pad", "NOTSET")
         if let os = try c.ints("output_shape") {
-            guard os.count == spatial else { throw c.fail("output_shape must have \(spatial) entries") }
+            guard os.count == spatial, os.allSatisfy({ (1...GraphLimits.maxElements).contains($0) }) else {
+                throw c.fail("output_shape \(os) must have \(spatial) entries in 1...\(GraphLimits.maxElements)")
+            }
             (oh, ow) = spatial == 1 ? (1, os[0]) : (os[0], os[1])
         } else if auto == "SAME_UPPER" || auto == "SAME_LOWER" {
             (oh, ow) = (h * win.stride.0, wd * win.stride.1)
@@ -234,7 +248,7 @@ enum ConvOps {
             win.pads = auto == "SAME_UPPER" ? (th / 2, tw / 2, th - th / 2, tw - tw / 2) : (th - th / 2, tw - tw / 2, th / 2, tw / 2)
         }
         guard oh > 0, ow > 0 else { throw c.fail("the output would be empty") }
-        let out = GraphValue.uninitialized(shape(n, m, (oh, ow), rank: x.rank))
+        let out = GraphValue.uninitialized(try c.shape(shape(n, m, (oh, ow), rank: x.rank)))
         let (kh, kw) = win.kernel, rows = mg * kh * kw, plane = h * wd
         let xp = x.pointer, wp = w.pointer, yp = out.pointer
         yp.update(repeating: 0, count: out.count)
@@ -273,7 +287,7 @@ enum ConvOps {
         guard isMax || win.dilation == (1, 1) else { throw c.unsupported("dilated AveragePool is not supported") }
         let (oh, ow) = win.output((h, wd), ceil: try c.int("ceil_mode", 0) != 0)
         let includePad = try c.int("count_include_pad", 0) != 0
-        let out = GraphValue.uninitialized(shape(n, ch, (oh, ow), rank: x.rank))
+        let out = GraphValue.uninitialized(try c.shape(shape(n, ch, (oh, ow), rank: x.rank)))
         let xp = x.pointer, yp = out.pointer
         let (kh, kw) = win.kernel, (sh, sw) = win.stride, (dh, dw) = win.dilation, (pt, pl, pb, pr) = win.pads
         Kernels.parallelRanges(count: n * ch, minimumChunk: 1) { lo, hi in

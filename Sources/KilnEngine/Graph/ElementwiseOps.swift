@@ -184,8 +184,13 @@ enum ElementwiseOps {
             case .mul: out[i] = u &* v
             case .div:
                 guard v != 0 else { throw c.fail("integer division by zero") }
+                guard u != .min || v != -1 else { throw c.fail("integer division \(u) / -1 overflows Int64") }
                 out[i] = u / v
-            case .pow: out[i] = Int64(Foundation.pow(Double(u), Double(v)))
+            case .pow:
+                guard let p = Int64(exactly: Foundation.pow(Double(u), Double(v)).rounded(.towardZero)) else {
+                    throw c.fail("integer Pow \(u) ^ \(v) is outside the Int64 range")
+                }
+                out[i] = p
             case .equal: out[i] = u == v ? 1 : 0
             case .less: out[i] = u < v ? 1 : 0
             case .greater: out[i] = u > v ? 1 : 0
@@ -217,13 +222,25 @@ enum ElementwiseOps {
             if let m = c.optional(2) { hi = m.floats.first ?? hi }
         }
         if !x.isFloat {
-            return [GraphValue(shape: x.shape, ints: x.ints.map { Int64(max(lo, min(hi, Float($0)))) }, dtype: x.dtype)]
+            // Clamp in Int64 (integer bounds as given; float bounds must be finite or the open ±Inf).
+            func bound(_ k: Int, _ f: Float, open: Float, _ fallback: Int64) throws -> Int64 {
+                if c.opset >= 11, let m = c.optional(k), !m.isFloat, let i = m.ints.first { return i }
+                return f == open ? fallback : try c.integer(f, k == 1 ? "min" : "max")
+            }
+            let low = try bound(1, lo, open: -.infinity, .min), high = try bound(2, hi, open: .infinity, .max)
+            return [GraphValue(shape: x.shape, ints: x.ints.map { Swift.max(low, Swift.min(high, $0)) }, dtype: x.dtype)]
         }
         return [try unary(c) { $0 < lo ? lo : ($0 > hi ? hi : $0) }]
     }
 
     static func whereOp(_ c: OpContext) throws -> [GraphValue] {
         let cond = try c.input(0), a = try c.input(1), b = try c.input(2)
+        guard !cond.isFloat else {
+            throw KilnError.mismatch(file: nil, path: c.path + ["input 0"], expected: "a bool condition", found: cond.dtype.name)
+        }
+        guard a.isFloat == b.isFloat else {
+            throw c.fail("inputs 1 and 2 must be of one kind: expected both floating-point or both integer, found \(a.dtype.name) and \(b.dtype.name)")
+        }
         let plan = try c.broadcast([cond, a, b])
         let idx = plan.indices()
         let k = cond.ints

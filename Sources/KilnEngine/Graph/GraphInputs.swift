@@ -56,12 +56,15 @@ public struct GraphInputs: Sendable {
     }
 
     /// Batches of at most `size` samples covering the first `limit` samples.
-    /// - Throws: `KilnError(.invalidInput)` when the members disagree on the number of samples.
+    /// - Throws: `KilnError(.invalidInput)` when the members disagree on the number of samples, or hold none.
     public func batches(size: Int, limit: Int? = nil) throws -> [Range<Int>] {
         guard let samples else {
             throw KilnError(.invalidInput, file: path, "members disagree on the number of samples (first dimension) and cannot be split into batches")
         }
         let total = min(samples, limit ?? samples)
+        guard total > 0 else {
+            throw KilnError(.invalidInput, file: path, "no calibration samples in \(path) (first dimension \(samples), limit \(limit.map(String.init) ?? "none"))")
+        }
         return stride(from: 0, to: total, by: max(1, size)).map { $0..<min(total, $0 + max(1, size)) }
     }
 }

@@ -119,7 +119,7 @@ public final class GraphInterpreter: @unchecked Sendable {
     ///     they are produced (calibration observers).
     /// - Returns: the graph outputs by name.
     /// - Throws: `KilnError` for a missing or mistyped input, an unsupported op (naming op type and
-    ///   node), or inputs an op cannot accept (naming the node).
+    ///   node), inputs an op cannot accept (naming the node), or a graph output no node produced.
     /// - Complexity: one pass over the nodes.
     public func run(_ inputs: [String: GraphValue], observe: ((String, GraphValue) -> Void)? = nil) throws -> [String: GraphValue] {
         var env = constants
@@ -163,7 +163,13 @@ public final class GraphInterpreter: @unchecked Sendable {
             for name in releases[s] { env.removeValue(forKey: name) }
         }
         var out: [String: GraphValue] = [:]
-        for o in graph.outputs { out[o.name] = env[o.name] }
+        for o in graph.outputs {
+            guard let v = env[o.name] else {
+                let producer = graph.nodes.first { $0.outputs.contains(o.name) }.map { " (node \"\($0.name)\" (\($0.opType)) produces fewer values than its named outputs)" } ?? ""
+                throw KilnError(.invalidInput, path: ["graph", "output \"\(o.name)\""], "the graph output was not produced\(producer)")
+            }
+            out[o.name] = v
+        }
         return out
     }
 
@@ -214,7 +220,27 @@ struct OpContext {
     /// Input `k` read as a list of integers (shape arithmetic inputs).
     func intList(_ k: Int) throws -> [Int]? {
         guard let v = optional(k) else { return nil }
-        return v.isFloat ? v.floats.map { Int($0) } : v.ints.map { Int($0) }
+        return v.isFloat ? try v.floats.map { Int(try integer($0, "input \(k)")) } : v.ints.map { Int($0) }
+    }
+
+    /// `dims` checked as the shape of a value this node creates (`what` names where they came from).
+    /// - Throws: `KilnError(.invalidInput)` naming the node for a negative dim, or more elements than
+    ///   ``GraphLimits/maxElements``.
+    func shape(_ dims: [Int], _ what: String = "output") throws -> [Int] {
+        guard GraphLimits.elementCount(dims) != nil else {
+            throw KilnError.mismatch(file: nil, path: path + [what], expected: "dims ≥ 0 and at most \(GraphLimits.maxElements) elements",
+                                     found: "shape \(dims)")
+        }
+        return dims
+    }
+
+    /// `f` truncated toward zero to an integer; `what` names it in the error.
+    /// - Throws: `KilnError(.invalidInput)` naming the node for NaN, ±Inf or a value outside Int64.
+    func integer(_ f: Float, _ what: String) throws -> Int64 {
+        guard let i = Int64(exactly: f.rounded(.towardZero)) else {
+            throw KilnError.mismatch(file: nil, path: path + [what], expected: "a finite value within the Int64 range", found: "\(f)")
+        }
+        return i
     }
 
     func int(_ name: String, _ fallback: Int) throws -> Int {
@@ -250,10 +276,11 @@ struct OpContext {
         }
     }
 
-    /// `axis` normalized against `rank` (negative counts from the end).
+    /// `axis` normalized against `rank` (negative counts from the end); a scalar (rank 0) has no axis.
     func axis(_ value: Int, rank: Int) throws -> Int {
+        guard rank >= 1 else { throw fail("axis \(value) needs an input of rank ≥ 1, found a scalar") }
         let a = value < 0 ? value + rank : value
-        guard a >= 0, a < max(rank, 1) else { throw fail("axis \(value) is out of range for rank \(rank)") }
+        guard a >= 0, a < rank else { throw fail("axis \(value) is out of range for rank \(rank)") }
         return a
     }
 }

@@ -63,11 +63,11 @@ public struct GraphQuantizer {
         public var sensitiveNodes: [(node: String, error: Double)] = []
     }
 
-    /// Σ‖a − b‖² / Σ‖a‖² over the float outputs.
-    static func relativeError(_ a: [String: GraphValue], _ b: [String: GraphValue]) -> Double {
+    /// Σ‖a − b‖² / Σ‖a‖² over the float outputs, summed in `outputs` order (the same bits every run).
+    static func relativeError(_ a: [String: GraphValue], _ b: [String: GraphValue], outputs: [String]) -> Double {
         var num = 0.0, den = 0.0
-        for (name, x) in a where x.isFloat {
-            guard let y = b[name], y.isFloat, y.count == x.count else { continue }
+        for name in outputs {
+            guard let x = a[name], x.isFloat, let y = b[name], y.isFloat, y.count == x.count else { continue }
             for i in 0..<x.count {
                 let u = Double(x.pointer[i]), d = u - Double(y.pointer[i])
                 num += d * d
@@ -145,6 +145,10 @@ public struct GraphQuantizer {
                 progress?.update(label: "calibrating (pass \(pass + 1)/\(passes))", done: b + 1, total: batches.count)
             }
         }
+        for name in stats.keys.sorted() where stats[name]!.finite == 0 && stats[name]!.nonFinite > 0 {
+            throw KilnError(.invalidInput, path: ["graph", "value \"\(name)\""],
+                            "every calibration value is NaN or infinite (\(stats[name]!.nonFinite) elements); no range can be derived")
+        }
         report.calibrationSamples = batches.last?.upperBound ?? 0
 
         // 4. Weights and input scales.
@@ -175,6 +179,7 @@ public struct GraphQuantizer {
         if options.excludeSensitive > 0, let first = batches.first {
             let feed = calibration.batch(first)
             let reference = try GraphInterpreter(model: model).run(feed)
+            let outputNames = graph.outputs.map(\.name)
             var errors: [(String, Double)] = []
             switch options.sensitivity {
             case .alone:
@@ -182,7 +187,7 @@ public struct GraphQuantizer {
                     model.set(q.quantized)
                     let interpreter = try GraphInterpreter(model: model)
                     interpreter.outputQuant = outputQuant(q.node)
-                    errors.append((q.node, relativeError(reference, try interpreter.run(feed))))
+                    errors.append((q.node, relativeError(reference, try interpreter.run(feed), outputs: outputNames)))
                     model.set(q.float)
                     progress?.update(label: "sensitivity", done: i + 1, total: quantized.count)
                 }
@@ -192,18 +197,19 @@ public struct GraphQuantizer {
                 for q in quantized { model.set(q.quantized) }
                 let full = try GraphInterpreter(model: model)
                 full.outputQuant = all
-                let total = relativeError(reference, try full.run(feed))
+                let total = relativeError(reference, try full.run(feed), outputs: outputNames)
                 for (i, q) in quantized.enumerated() {
                     model.set(q.float)
                     let interpreter = try GraphInterpreter(model: model)
                     interpreter.outputQuant = all.filter { outputQuant(q.node)[$0.key] == nil }
-                    errors.append((q.node, total - relativeError(reference, try interpreter.run(feed))))
+                    errors.append((q.node, total - relativeError(reference, try interpreter.run(feed), outputs: outputNames)))
                     model.set(q.quantized)
                     progress?.update(label: "sensitivity (in context)", done: i + 1, total: quantized.count)
                 }
                 for q in quantized { model.set(q.float) }
             }
-            let worst = errors.sorted { $0.1 > $1.1 }.prefix(options.excludeSensitive)
+            // Ties (equal errors) go by node name, so the excluded set does not depend on the plan order.
+            let worst = errors.sorted { $0.1 != $1.1 ? $0.1 > $1.1 : $0.0 < $1.0 }.prefix(options.excludeSensitive)
             keepFloat = Set(worst.map(\.0))
             report.sensitiveNodes = worst.map { ($0.0, $0.1) }
         }

@@ -1,5 +1,26 @@
 import KilnCore
 
+/// Bounds on the sizes the interpreter takes from a model or its inputs (shape inputs, window
+/// attributes), so a malformed file gets a `KilnError` instead of an overflow or a huge allocation.
+public enum GraphLimits {
+    /// The most elements one value may hold: 2³¹ (8 GiB of f32).
+    public static let maxElements = 1 << 31
+    /// The largest kernel size, stride, dilation or pad of a window op (Conv, ConvTranspose, pooling).
+    public static let maxWindow = 1 << 20
+
+    /// The element count of `dims` when every dim is ≥ 0 and the count is at most ``maxElements``; nil otherwise.
+    static func elementCount(_ dims: [Int]) -> Int? {
+        var n = 1
+        for d in dims {
+            guard d >= 0 else { return nil }
+            let (p, overflow) = n.multipliedReportingOverflow(by: d)
+            guard !overflow, p <= maxElements else { return nil }
+            n = p
+        }
+        return n
+    }
+}
+
 /// A runtime value of the ``GraphInterpreter``: a shape and its elements, row-major.
 ///
 /// Floating-point values of every width compute in f32 (``floats``); integer and bool values

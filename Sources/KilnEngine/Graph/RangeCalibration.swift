@@ -9,15 +9,24 @@ public enum RangeMethod: String, Sendable, CaseIterable {
 
 /// Statistics of one activation over the calibration set: its absolute maximum (pass 1), then a
 /// histogram of |x| with ``bins`` bins over [0, amax] (pass 2, only for percentile / mse).
+/// NaN and ±Inf elements are skipped and counted in ``nonFinite``.
 struct RangeStatistics {
     static let bins = 2048
     var amax: Float = 0
     var histogram: [Double] = []
+    /// Finite and non-finite (NaN, ±Inf) elements seen by ``observeMax``.
+    var finite = 0, nonFinite = 0
 
     mutating func observeMax(_ p: UnsafePointer<Float>, _ n: Int) {
-        var m = amax, i = 0
-        while i < n { let v = Swift.abs(p[i]); if v > m { m = v }; i += 1 }
+        var m = amax, i = 0, skipped = 0
+        while i < n {
+            let v = Swift.abs(p[i])
+            if !v.isFinite { skipped += 1 } else if v > m { m = v }
+            i += 1
+        }
         amax = m
+        finite += n - skipped
+        nonFinite += skipped
     }
 
     mutating func observeHistogram(_ p: UnsafePointer<Float>, _ n: Int) {
@@ -27,8 +36,8 @@ struct RangeStatistics {
         histogram.withUnsafeMutableBufferPointer { h in
             var i = 0
             while i < n {
-                let b = Swift.min(Self.bins - 1, Int(Swift.abs(p[i]) * scale))
-                h[b] += 1
+                let v = Swift.abs(p[i])
+                if v.isFinite { h[Swift.min(Self.bins - 1, Int(v * scale))] += 1 }
                 i += 1
             }
         }

@@ -18,7 +18,9 @@ enum ShapeOps {
             guard i < x.rank else { throw c.fail("shape \(target): 0 at position \(i) copies a dimension the input (\(x.shape)) lacks") }
             dims[i] = x.shape[i]
         }
-        let known = dims.filter { $0 != -1 }.reduce(1, *)
+        guard let known = GraphLimits.elementCount(dims.filter { $0 != -1 }) else {
+            throw c.fail("cannot reshape \(x.shape) to \(target): expected dims ≥ -1 and at most \(GraphLimits.maxElements) elements")
+        }
         if let at = dims.firstIndex(of: -1) {
             guard known > 0, x.count % known == 0 else { throw c.fail("cannot reshape \(x.shape) to \(target)") }
             dims[at] = x.count / known
@@ -120,6 +122,7 @@ enum ShapeOps {
         guard let raw = try axes(c, inputOpset: 13) else { throw c.fail("axes are required") }
         let rank = x.rank + raw.count
         let axes = Set(try raw.map { try c.axis($0, rank: rank) })
+        guard axes.count == raw.count else { throw c.fail("axes \(raw) must be unique (expected \(raw.count) distinct axes of rank \(rank))") }
         var dims: [Int] = [], source = x.shape.makeIterator()
         for d in 0..<rank { dims.append(axes.contains(d) ? 1 : source.next()!) }
         return [x.reshaped(dims)]
@@ -206,12 +209,15 @@ enum ShapeOps {
         let x = try c.input(0)
         let axis = try c.axis(try c.int("axis", 0), rank: x.rank)
         let n = x.shape[axis], parts = c.node.outputs.count
+        guard parts > 0 else { throw c.fail("expected at least one output to split into") }
         var sizes = c.opset < 13 ? try c.ints("split") : try c.intList(1)
         if sizes == nil {
             let chunk = (n + parts - 1) / parts
             sizes = (0..<parts).map { min(chunk, max(0, n - $0 * chunk)) }
         }
-        guard let sizes, sizes.count == parts, sizes.reduce(0, +) == n else { throw c.fail("split sizes do not add up to \(n)") }
+        guard let sizes, sizes.count == parts, sizes.allSatisfy({ (0...n).contains($0) }), sizes.reduce(0, +) == n else {
+            throw c.fail("split sizes \(sizes.map { "\($0)" } ?? "none") do not add up to \(n) in \(parts) parts of ≥ 0")
+        }
         var begin = 0, result: [GraphValue] = []
         for size in sizes {
             var dims = x.shape
@@ -238,13 +244,13 @@ enum ShapeOps {
         let x = try c.input(0), indices = try c.input(1)
         let axis = try c.axis(try c.int("axis", 0), rank: x.rank)
         let n = x.shape[axis]
-        let idx = try (indices.isFloat ? indices.floats.map { Int($0) } : indices.ints.map { Int($0) }).map { i -> Int in
+        let idx = try (indices.isFloat ? try indices.floats.map { Int(try c.integer($0, "input 1 (indices)")) } : indices.ints.map { Int($0) }).map { i -> Int in
             let j = i < 0 ? i + n : i
             guard j >= 0, j < n else { throw c.fail("index \(i) is out of range for a dimension of \(n)") }
             return j
         }
         let outer = x.shape[..<axis].reduce(1, *), inner = x.shape[(axis + 1)...].reduce(1, *)
-        let dims = Array(x.shape[..<axis]) + indices.shape + Array(x.shape[(axis + 1)...])
+        let dims = try c.shape(Array(x.shape[..<axis]) + indices.shape + Array(x.shape[(axis + 1)...]))
         var map: [Int] = []
         map.reserveCapacity(outer * idx.count * inner)
         for o in 0..<outer {
@@ -257,7 +263,7 @@ enum ShapeOps {
     }
 
     static func constantOfShape(_ c: OpContext) throws -> [GraphValue] {
-        let dims = try c.intList(0) ?? []
+        let dims = try c.shape(try c.intList(0) ?? [], "input 0 (shape)")
         var fill = GraphValue(shape: [1], floats: [0])
         if case .tensor(let t)? = c.node.attribute("value") { fill = try GraphValue(t) }
         let n = dims.reduce(1, *)
@@ -267,9 +273,9 @@ enum ShapeOps {
 
     static func expand(_ c: OpContext) throws -> [GraphValue] {
         let x = try c.input(0)
-        let target = try c.intList(1) ?? []
+        let target = try c.shape(try c.intList(1) ?? [], "input 1 (shape)")
         let plan: Broadcast
         do { plan = try Broadcast([x.shape, target]) } catch { throw c.fail("cannot expand \(x.shape) to \(target)") }
-        return [gathered(x, shape: plan.shape, plan.indices()[0])]
+        return [gathered(x, shape: try c.shape(plan.shape), plan.indices()[0])]
     }
 }

@@ -37,6 +37,7 @@ enum TensorOps {
     /// (a 2-D right operand makes the whole batch one sgemm, split into row tiles).
     static func matMul(_ c: OpContext) throws -> [GraphValue] {
         var a = try c.floatInput(0), b = try c.floatInput(1)
+        guard a.rank >= 1, b.rank >= 1 else { throw c.fail("operands must have rank ≥ 1, found shapes \(a.shape) and \(b.shape)") }
         let aVector = a.rank == 1, bVector = b.rank == 1
         if aVector { a = a.reshaped([1, a.shape[0]]) }
         if bVector { b = b.reshaped([b.shape[0], 1]) }
@@ -45,7 +46,7 @@ enum TensorOps {
         let batchA = Array(a.shape.dropLast(2)), batchB = Array(b.shape.dropLast(2))
         let plan: Broadcast
         do { plan = try Broadcast([batchA, batchB]) } catch { throw c.fail("batch dims \(batchA) and \(batchB) do not broadcast") }
-        var dims = plan.shape + [m, n]
+        var dims = try c.shape(plan.shape + [m, n])
         let out = GraphValue.uninitialized(dims)
         let ap = a.pointer, bp = b.pointer, yp = out.pointer
         if batchB.reduce(1, *) == 1 {
@@ -82,7 +83,7 @@ enum TensorOps {
         let m = transA ? a.shape[1] : a.shape[0], k = transA ? a.shape[0] : a.shape[1]
         let n = transB ? b.shape[0] : b.shape[1]
         guard (transB ? b.shape[1] : b.shape[0]) == k else { throw c.fail("shapes \(a.shape) and \(b.shape) cannot be multiplied") }
-        let out = GraphValue.uninitialized([m, n])
+        let out = GraphValue.uninitialized(try c.shape([m, n]))
         var betaUsed: Float = 0
         if let bias = c.optional(2), beta != 0 {
             let plan: Broadcast
@@ -194,11 +195,12 @@ enum TensorOps {
         var dims: [Int]
         if let sizes {
             guard sizes.count == x.rank else { throw c.fail("sizes must have \(x.rank) values") }
-            dims = sizes
+            dims = try c.shape(sizes, "input 3 (sizes)")
             scales = zip(sizes, x.shape).map { Float($0) / Float($1) }
         } else if let s = scales {
             guard s.count == x.rank else { throw c.fail("scales must have \(x.rank) values") }
-            dims = zip(x.shape, s).map { Int((Float($0) * $1).rounded(.down)) }
+            guard s.allSatisfy({ $0.isFinite && $0 > 0 }) else { throw c.fail("scales \(s): expected finite values > 0") }
+            dims = try c.shape(try zip(x.shape, s).map { Int(try c.integer((Float($0) * $1).rounded(.down), "input 2 (scales)")) })
         } else {
             throw c.fail("either scales or sizes is required")
         }
@@ -276,7 +278,13 @@ enum TensorOps {
     }
 
     /// The scale / zero-point index of every element: per tensor, or per `axis` (1-D scale).
-    static func channelIndex(_ c: OpContext, _ x: GraphValue, scaleCount: Int) throws -> (Int) -> Int {
+    /// A zero point holds one value or one per scale.
+    static func channelIndex(_ c: OpContext, _ x: GraphValue, scaleCount: Int, zeroPoints: Int?) throws -> (Int) -> Int {
+        if let zeroPoints, zeroPoints != 1, zeroPoints != scaleCount {
+            throw KilnError.mismatch(file: nil, path: c.path + ["input 2 (zero point)"], expected: "1 or \(scaleCount) values (one per scale)",
+                                     found: "\(zeroPoints)")
+        }
+        guard scaleCount > 0 else { throw KilnError.mismatch(file: nil, path: c.path + ["input 1 (scale)"], expected: "at least one scale", found: "none") }
         if scaleCount == 1 { return { _ in 0 } }
         guard try c.int("block_size", 0) == 0 else { throw c.unsupported("blocked quantization is not supported") }
         let axis = try c.axis(try c.int("axis", 1), rank: x.rank)
@@ -289,7 +297,7 @@ enum TensorOps {
     static func quantizeLinear(_ c: OpContext) throws -> [GraphValue] {
         let x = try c.floatInput(0), s = try c.input(1).floats, zp = c.optional(2)
         let type = zp?.dtype ?? .u8
-        let at = try channelIndex(c, x, scaleCount: s.count)
+        let at = try channelIndex(c, x, scaleCount: s.count, zeroPoints: zp?.count)
         let values = x.floats
         if type.isFloat {
             guard type == .f8e4m3fn || type == .f8e5m2 else { throw c.unsupported("QuantizeLinear to \(type) is not supported") }
@@ -356,7 +364,7 @@ enum TensorOps {
     /// y = (x − z) · s.
     static func dequantizeLinear(_ c: OpContext) throws -> [GraphValue] {
         let x = try c.input(0), s = try c.input(1).floats, zp = c.optional(2)?.floats
-        let at = try channelIndex(c, x, scaleCount: s.count)
+        let at = try channelIndex(c, x, scaleCount: s.count, zeroPoints: zp?.count)
         let values = x.floats
         let y = values.enumerated().map { i, v -> Float in
             let k = at(i)
