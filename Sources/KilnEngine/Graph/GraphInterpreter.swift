@@ -147,7 +147,7 @@ public final class GraphInterpreter: @unchecked Sendable {
             var args = node.inputs.map { $0.isEmpty ? nil : env[$0] }
             if let q = activationQuant[s], let x = args[q.input] {
                 let scaled = try q.preScale.map { try ElementwiseOps.binary(OpContext(node: node, opset: opset, inputs: [x, $0]), .mul) } ?? x
-                args[q.input] = q.scale > 0 ? TensorOps.fakeQuantize(scaled, scale: q.scale, type: q.type) : scaled
+                args[q.input] = q.scale > 0 ? try TensorOps.fakeQuantize(scaled, scale: q.scale, type: q.type) : scaled
             }
             let context = OpContext(node: node, opset: opset, inputs: args)
             guard isDefaultDomain(node.domain), let op = GraphInterpreter.operators[node.opType] else {
@@ -156,7 +156,7 @@ public final class GraphInterpreter: @unchecked Sendable {
             }
             let results = try op(context)
             for (k, name) in node.outputs.enumerated() where !name.isEmpty && k < results.count {
-                let v = outputQuant[name].map { TensorOps.fakeQuantize(results[k], scale: $0.scale, type: $0.type) } ?? results[k]
+                let v = try outputQuant[name].map { try TensorOps.fakeQuantize(results[k], scale: $0.scale, type: $0.type) } ?? results[k]
                 env[name] = v
                 observe?(name, v)
             }

@@ -337,17 +337,18 @@ enum TensorOps {
     }
 
     /// Q→DQ with zero point 0: `clamp(round_half_even(x / s)) · s` in `type` (i8, u8, or an fp8 cast).
-    static func fakeQuantize(_ x: GraphValue, scale: Float, type: DType) -> GraphValue {
+    static func fakeQuantize(_ x: GraphValue, scale: Float, type: DType) throws -> GraphValue {
         let out = GraphValue.uninitialized(x.shape)
         let src = x.pointer, dst = out.pointer, n = x.count
         if type.isFloat {
             var i = 0
-            while i < n { dst[i] = max(-448, min(448, src[i] / scale)); i += 1 }
+            let limit: Float = type == .f8e5m2 ? 57344 : 448  // saturate to the largest finite value of the payload type
+            while i < n { dst[i] = max(-limit, min(limit, src[i] / scale)); i += 1 }
             var bytes = [UInt8](repeating: 0, count: n)
-            bytes.withUnsafeMutableBytes { b in
+            try bytes.withUnsafeMutableBytes { b in
                 guard n > 0 else { return }
-                try? DType.convert(n, from: .f32, UnsafeRawPointer(dst), to: type, b.baseAddress!)
-                try? DType.convert(n, from: type, UnsafeRawPointer(b.baseAddress!), to: .f32, UnsafeMutableRawPointer(dst))
+                try DType.convert(n, from: .f32, UnsafeRawPointer(dst), to: type, b.baseAddress!)
+                try DType.convert(n, from: type, UnsafeRawPointer(b.baseAddress!), to: .f32, UnsafeMutableRawPointer(dst))
             }
             i = 0
             while i < n { dst[i] *= scale; i += 1 }
