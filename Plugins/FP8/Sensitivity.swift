@@ -77,7 +77,12 @@ struct FP8Sensitivity {
 
     /// The modules of the `count` entries with the largest Δ (ties: topology order).
     static func worst(_ entries: [Entry], count: Int) -> [Entry] {
-        Array(entries.sorted { $0.both != $1.both ? $0.both > $1.both : $0.index < $1.index }.prefix(count))
+        Array(ranked(entries).prefix(count))
+    }
+
+    /// Largest Δ first; ties in topology order.
+    static func ranked(_ entries: [Entry]) -> [Entry] {
+        entries.sorted { $0.both != $1.both ? $0.both > $1.both : $0.index < $1.index }
     }
 
     /// The report on stderr: the baseline, then one line per group, largest Δ first, as relative
@@ -90,7 +95,7 @@ struct FP8Sensitivity {
         }
         var lines = ["fp8 sensitivity on \(probe.tokens) calibration tokens (baseline loss \(probe.baseline)); ppl change with one group in FP8:",
                      "group\tweights+activations\tweights only\tactivations only"]
-        for e in entries.sorted(by: { $0.both != $1.both ? $0.both > $1.both : $0.index < $1.index }) {
+        for e in Self.ranked(entries) {
             lines.append("\(e.modules.joined(separator: ","))\t\(pct(e.both))\t\(pct(e.weightsOnly))\t\(pct(e.activationsOnly))")
         }
         fputs(lines.joined(separator: "\n") + "\n", stderr)
