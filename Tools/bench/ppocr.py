@@ -123,6 +123,7 @@ def main():
     key = {"cls": "top1", "rec": "argmax", "det": "argmax"}
 
     rows = []
+    seen = {}  # kind → (input shape at batch 1, eval images)
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="kiln-ppocr-") as work:
         for kind in args.only.split(","):
@@ -145,6 +146,7 @@ def main():
             ort_quantize(src, calib, ort_out, work)
             variants.append(("ORT quantize_static", ort_out, time.perf_counter() - t))
             x1 = evalx[:1]
+            seen[kind] = ("×".join(map(str, x1.shape)), len(evalx))
             fp32 = outputs(src, evalx)
             base, *measured = latencies_ms([src] + [v[1] for v in variants], x1, args.runs)
             rows.append(f"| {kind} | FP32 | {base:.2f} | 1.00× | – | – | – |")
@@ -158,8 +160,8 @@ def main():
         "",
         f"{datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} · {platform.node()} · "
         f"{os.cpu_count()} CPUs · onnxruntime {ort.__version__} · 2 intra-op threads · median of {args.runs} interleaved runs at batch 1 "
-        f"(input {{det: 1×3×96×320, rec: 1×3×48×320, cls: 1×3×48×192}}) · calibration: {args.calib_samples} images · "
-        f"agreement with FP32 over all eval images (det 16, rec 32, cls 32) · load average {load_before:.1f} → "
+        f"(input {{{', '.join(f'{k}: {v[0]}' for k, v in seen.items())}}}) · calibration: {args.calib_samples} images · "
+        f"agreement with FP32 over all eval images ({', '.join(f'{k} {v[1]}' for k, v in seen.items())}) · load average {load_before:.1f} → "
         f"{os.getloadavg()[0]:.1f} (latencies on a loaded machine are noisy; the agreement columns are not)",
         "",
         "| model | quantizer | latency ms | speed vs FP32 | agreement with FP32 | output cosine | quantize s |",
