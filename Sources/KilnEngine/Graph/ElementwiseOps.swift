@@ -263,12 +263,7 @@ enum ElementwiseOps {
             guard to != .f32 && to != .f64 else { return [source.retyped(to)] }
             // Narrower float types: round through the type (values still compute in f32).
             let out = GraphValue.uninitialized(x.shape, dtype: to)
-            var bytes = [UInt8](repeating: 0, count: to.byteCount(elements: x.count) ?? 0)
-            try bytes.withUnsafeMutableBytes { b in
-                guard x.count > 0 else { return }
-                try DType.convert(x.count, from: .f32, UnsafeRawPointer(source.pointer), to: to, b.baseAddress!)
-                try DType.convert(x.count, from: to, UnsafeRawPointer(b.baseAddress!), to: .f32, UnsafeMutableRawPointer(out.pointer))
-            }
+            try GraphValue.roundThrough(to, UnsafeBufferPointer(start: source.pointer, count: x.count), into: out.pointer)
             return [out]
         }
         let source: [Int64] = x.isFloat ? x.floats.map { $0.isFinite ? Int64(max(-9.2e18, min(9.2e18, $0.rounded(.towardZero)))) : 0 } : x.ints

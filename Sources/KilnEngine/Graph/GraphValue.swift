@@ -79,6 +79,20 @@ public struct GraphValue: @unchecked Sendable {
         return GraphValue(shape: dims, ints: ints, dtype: dtype)
     }
 
+    /// `src` rounded through the narrower float `type` — cast to it and back, the values a Cast or an
+    /// fp8 QuantizeLinear payload holds — written as f32 to `dst` (which may be `src`'s memory).
+    static func roundThrough(_ type: DType, _ src: UnsafeBufferPointer<Float>, into dst: UnsafeMutablePointer<Float>) throws {
+        guard let from = src.baseAddress, !src.isEmpty else { return }
+        var bytes = [UInt8](repeating: 0, count: type.byteCount(elements: src.count) ?? 0)
+        try bytes.withUnsafeMutableBytes { b in
+            try DType.convert(src.count, from: .f32, UnsafeRawPointer(from), to: type, b.baseAddress!)
+            try DType.convert(src.count, from: type, UnsafeRawPointer(b.baseAddress!), to: .f32, UnsafeMutableRawPointer(dst))
+        }
+    }
+
+    /// The largest finite magnitude of an fp8 payload type (E4M3FN 448, E5M2 57344): where Q saturates.
+    static func fp8Limit(_ type: DType) -> Float { type == .f8e5m2 ? 57344 : 448 }
+
     /// A float value of `shape` (elements undefined until written).
     static func uninitialized(_ shape: [Int], dtype: DType = .f32) -> GraphValue {
         GraphValue(shape: shape, buffer: FloatBuffer(count: shape.reduce(1, *)), dtype: dtype)

@@ -301,7 +301,7 @@ enum TensorOps {
         let values = x.floats
         if type.isFloat {
             guard type == .f8e4m3fn || type == .f8e5m2 else { throw c.unsupported("QuantizeLinear to \(type) is not supported") }
-            let limit: Float = type == .f8e4m3fn ? 448 : 57344
+            let limit = GraphValue.fp8Limit(type)
             let saturate = try c.int("saturate", 1) != 0
             let scaled = values.enumerated().map { i, v -> Float in
                 let q = v / s[at(i)]
@@ -309,14 +309,7 @@ enum TensorOps {
             }
             // Round through the fp8 type (round to nearest even, as the cast does).
             let out = GraphValue.uninitialized(x.shape, dtype: type)
-            var bytes = [UInt8](repeating: 0, count: scaled.count)
-            try scaled.withUnsafeBytes { src in
-                try bytes.withUnsafeMutableBytes { dst in
-                    guard !scaled.isEmpty else { return }
-                    try DType.convert(scaled.count, from: .f32, src.baseAddress!, to: type, dst.baseAddress!)
-                    try DType.convert(scaled.count, from: type, UnsafeRawPointer(dst.baseAddress!), to: .f32, UnsafeMutableRawPointer(out.pointer))
-                }
-            }
+            try scaled.withUnsafeBufferPointer { try GraphValue.roundThrough(type, $0, into: out.pointer) }
             return [out]
         }
         let range: (Float, Float)
@@ -342,14 +335,9 @@ enum TensorOps {
         let src = x.pointer, dst = out.pointer, n = x.count
         if type.isFloat {
             var i = 0
-            let limit: Float = type == .f8e5m2 ? 57344 : 448  // saturate to the largest finite value of the payload type
+            let limit = GraphValue.fp8Limit(type)
             while i < n { dst[i] = max(-limit, min(limit, src[i] / scale)); i += 1 }
-            var bytes = [UInt8](repeating: 0, count: n)
-            try bytes.withUnsafeMutableBytes { b in
-                guard n > 0 else { return }
-                try DType.convert(n, from: .f32, UnsafeRawPointer(dst), to: type, b.baseAddress!)
-                try DType.convert(n, from: type, UnsafeRawPointer(b.baseAddress!), to: .f32, UnsafeMutableRawPointer(dst))
-            }
+            try GraphValue.roundThrough(type, UnsafeBufferPointer(start: dst, count: n), into: dst)
             i = 0
             while i < n { dst[i] *= scale; i += 1 }
             return out
