@@ -324,6 +324,21 @@ struct Step {
             if case .int(let v)? = node.attribute(key) { return Int(v) }
             return nil
         }
+        /// The executor normalizes over / softmaxes the last axis only.
+        func lastAxisOnly() throws {
+            if let axis = int("axis"), axis != -1 {
+                throw KilnError(.unsupported, path: context + ["axis"], "expected -1 (last axis), found \(axis)")
+            }
+        }
+        /// A string attribute that must be one of `allowed` (the first is the default).
+        func choice(_ key: String, _ allowed: [String]) throws -> String {
+            guard case .string(let s)? = node.attribute(key) else { return allowed[0] }
+            let value = String(decoding: s, as: UTF8.self)
+            guard allowed.contains(value) else {
+                throw KilnError.mismatch(file: nil, path: context + [key], expected: allowed.joined(separator: " or "), found: "\"\(value)\"")
+            }
+            return value
+        }
         switch op {
         case "Gather": try need(2...2); return .gather
         case "Add": try need(2...2); return .add
@@ -332,27 +347,18 @@ struct Step {
         case "Tanh": try need(1...1); return .tanh
         case "LayerNormalization":
             try need(2...3)
-            if let axis = int("axis"), axis != -1 {
-                throw KilnError(.unsupported, path: context + ["axis"], "expected -1 (last axis), found \(axis)")
-            }
+            try lastAxisOnly()
             var eps: Float = 1e-5
             if case .float(let e)? = node.attribute("epsilon") { eps = e }
             return .layerNorm(epsilon: eps)
         case "kiln.Gelu":
             try need(1...1)
-            var approximate = "none"
-            if case .string(let s)? = node.attribute("approximate") { approximate = String(decoding: s, as: UTF8.self) }
-            guard approximate == "none" || approximate == "tanh" else {
-                throw KilnError.mismatch(file: nil, path: context + ["approximate"], expected: "none or tanh", found: "\"\(approximate)\"")
-            }
-            return .gelu(tanh: approximate == "tanh")
+            return .gelu(tanh: try choice("approximate", ["none", "tanh"]) == "tanh")
         case "kiln.FirstToken": try need(1...1); return .firstToken
         case "MatMul": try need(2...2); return .matMul
         case "Softmax":
             try need(1...1)
-            if let axis = int("axis"), axis != -1 {
-                throw KilnError(.unsupported, path: context + ["axis"], "expected -1 (last axis), found \(axis)")
-            }
+            try lastAxisOnly()
             return .softmax
         case "kiln.RMSNorm":
             try need(2...2)
@@ -361,12 +367,7 @@ struct Step {
             return .rmsNorm(epsilon: eps)
         case "kiln.Linear":
             try need(2...3)
-            var layout = "out_in"
-            if case .string(let s)? = node.attribute("weight_layout") { layout = String(decoding: s, as: UTF8.self) }
-            guard layout == "out_in" || layout == "in_out" else {
-                throw KilnError.mismatch(file: nil, path: context + ["weight_layout"], expected: "out_in or in_out", found: "\"\(layout)\"")
-            }
-            return .linear(inOut: layout == "in_out")
+            return .linear(inOut: try choice("weight_layout", ["out_in", "in_out"]) == "in_out")
         case "kiln.RoPE":
             try need(2...2)
             guard let heads = int("num_heads"), heads > 0, let headDim = int("head_dim"), headDim > 0, headDim % 2 == 0 else {
