@@ -85,9 +85,7 @@ public final class GraphLanguageModel: LanguageModel {
             guard out.shape[2] == vocab else {
                 throw KilnError.mismatch(file: sourcePath, path: ["graph", "output \"logits\""], expected: "vocab \(vocab)", found: "\(out.shape[2])")
             }
-            out.floats.withUnsafeBufferPointer { src in
-                (storage!.pointer + b * seq * vocab).update(from: src.baseAddress!, count: n * vocab)
-            }
+            (storage!.pointer + b * seq * vocab).update(from: out.pointer, count: n * vocab)  // no intermediate array
         }
         return Logits(batch: ids.count, seq: seq, vocab: vocab, lengths: ids.map(\.count), storage: storage!)
     }
