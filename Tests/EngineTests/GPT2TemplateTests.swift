@@ -90,6 +90,9 @@ import Testing
         #expect(message(["n_positions": nil]) == "config.json: n_positions: expected a positive integer, found no value")
         #expect(message(["activation_function": "swish"])
             == "config.json: activation_function: expected gelu, gelu_new or gelu_pytorch_tanh, found \"swish\"")
+        // A lying layer count is refused before the list of expected weights is built (2·10⁹ layers would exhaust memory).
+        #expect(message(["n_layer": 2_000_000_000]).hasSuffix(
+            "GPT2LMHeadModel with n_layer 2000000000: the checkpoint holds \(try CheckpointFixture.gpt2().tensors.count) tensors, too few for that many layers"))
     }
 
     @Test func weightErrorsNameTheTensorAndBothShapes() throws {

@@ -166,14 +166,21 @@ public enum Architectures {
 enum WeightCheck {
     /// Check that `weights` holds every tensor of `expected` with its shape.
     /// - Parameters:
-    ///   - expected: names and shapes, in checkpoint order.
+    ///   - layers: the config's layer count; every layer has tensors of its own, so a count above the
+    ///     checkpoint's tensor count is refused before the (then huge) list is built.
+    ///   - expected: names and shapes, in checkpoint order (built only after that check).
     ///   - needs: why a missing tensor is needed (`GPT2LMHeadModel with n_layer 2`).
     ///   - source: the config fields a tensor's shape comes from, for the note.
     /// - Throws: `KilnError(.invalidInput, path: ["tensor \"NAME\""])`: "missing (… needs it)" or
-    ///   "shape: expected [a, b], found [c, d] (from config.json: …)".
-    static func validate(_ weights: Model, expected: [(name: String, shape: [Int])], needs: String,
+    ///   "shape: expected [a, b], found [c, d] (from config.json: …)"; `KilnError(.invalidInput)` when
+    ///   `layers` exceeds the tensors in `weights`.
+    static func validate(_ weights: Model, layers: Int, expected: @autoclosure () -> [(name: String, shape: [Int])], needs: String,
                          source: (String) -> String) throws {
-        for (name, shape) in expected {
+        guard layers <= weights.tensors.count else {
+            throw KilnError(.invalidInput, file: "config.json",
+                            "\(needs): the checkpoint holds \(weights.tensors.count) tensors, too few for that many layers")
+        }
+        for (name, shape) in expected() {
             guard let t = weights[name] else {
                 throw KilnError(.invalidInput, path: ["tensor \"\(name)\""], "missing (\(needs) needs it)")
             }

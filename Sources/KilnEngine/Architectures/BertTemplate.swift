@@ -115,12 +115,12 @@ public enum BertTemplate: ArchitectureTemplate {
         let cfg = try BertConfig(config: config)
         let prefix = weights["bert.embeddings.word_embeddings.weight"] != nil ? "bert." : ""
         let norm = weights[prefix + "embeddings.LayerNorm.gamma"] != nil ? (scale: "gamma", bias: "beta") : (scale: "weight", bias: "bias")
-        try WeightCheck.validate(weights, expected: cfg.expectedWeights(prefix: prefix, layerNorm: norm),
+        try WeightCheck.validate(weights, layers: cfg.layers, expected: cfg.expectedWeights(prefix: prefix, layerNorm: norm),
                                  needs: "BertModel with num_hidden_layers \(cfg.layers)", source: cfg.shapeSource)
         let pooler = prefix + "pooler.dense"
         var pooled = false
         if let w = weights[pooler + ".weight"] {
-            try WeightCheck.validate(weights, expected: [(pooler + ".weight", [cfg.hiddenSize, cfg.hiddenSize]),
+            try WeightCheck.validate(weights, layers: 0, expected: [(pooler + ".weight", [cfg.hiddenSize, cfg.hiddenSize]),
                                                          (pooler + ".bias", [cfg.hiddenSize])],
                                      needs: "the pooler (\(w.name) exists)", source: cfg.shapeSource)
             pooled = true

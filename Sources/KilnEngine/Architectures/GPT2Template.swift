@@ -130,7 +130,7 @@ public enum GPT2Template: ArchitectureTemplate {
         let cfg = try GPT2Config(config: config)
         let prefix = weights["transformer.wte.weight"] != nil || weights["wte.weight"] == nil ? "transformer." : ""
         let tied = cfg.tieWordEmbeddings || weights["lm_head.weight"] == nil
-        try WeightCheck.validate(weights, expected: cfg.expectedWeights(prefix: prefix, tied: tied),
+        try WeightCheck.validate(weights, layers: cfg.layers, expected: cfg.expectedWeights(prefix: prefix, tied: tied),
                                  needs: "GPT2LMHeadModel with n_layer \(cfg.layers)", source: cfg.shapeSource)
         return graph(cfg, prefix: prefix, tied: tied)
     }

@@ -27,7 +27,7 @@ public enum LlamaTemplate: ArchitectureTemplate {
     /// - Throws: `KilnError(.invalidInput, path: ["tensor \"NAME\""])`: "missing (…)" or
     ///   "shape: expected [a, b], found [c, d] (from config.json: …)".
     public static func validate(_ weights: Model, against cfg: LlamaConfig, tied: Bool) throws {
-        try WeightCheck.validate(weights, expected: cfg.expectedWeights(tied: tied),
+        try WeightCheck.validate(weights, layers: cfg.layers, expected: cfg.expectedWeights(tied: tied),
                                  needs: "\(cfg.variant.rawValue) with num_hidden_layers \(cfg.layers)", source: cfg.shapeSource)
     }
 
