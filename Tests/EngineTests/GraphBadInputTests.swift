@@ -30,6 +30,24 @@ struct GraphBadInputTests {
         GraphValue(shape: shape, floats: Array(repeating: value, count: shape.reduce(1, *)))
     }
 
+    @Test("An ONNX language model with inputs eval cannot feed, or logits of the wrong rank, is refused")
+    func languageModelGraphs() throws {
+        func model(inputs: [String], logitsFrom node: Node) throws -> Model {
+            let m = try Model(graph: Graph(inputs: inputs.map { ValueInfo(name: $0) }, outputs: [ValueInfo(name: "logits")], nodes: [node]))
+            m.opsetImports = ["": 17]
+            return m
+        }
+        let cast = Node(name: "scores", opType: "Cast", inputs: ["input_ids"], outputs: ["logits"], attributes: [("to", .int(1))])
+        let extra = try model(inputs: ["input_ids", "token_type_ids"], logitsFrom: cast)
+        #expect(GraphLanguageModel.accepts(extra))
+        let e1 = EngineFixtures.errorText { _ = try GraphLanguageModel(model: extra) }
+        #expect(e1.contains("graph › inputs") && e1.contains("found also token_type_ids"), "\(e1)")
+        // Cast keeps [1, n]: not the [1, n, vocab] scores perplexity needs.
+        let flat = try GraphLanguageModel(model: try model(inputs: ["input_ids"], logitsFrom: cast))
+        let e2 = EngineFixtures.errorText { _ = try flat.logits([[1, 2, 3]]) }
+        #expect(e2.contains("output \"logits\"") && e2.contains("expected f32 logits [1, 3, vocab] for 3 tokens"), "\(e2)")
+    }
+
     @Test("ConvTranspose whose kernel_shape disagrees with the weight is refused (it would read past the weight)")
     func convTransposeKernelShape() throws {
         let node = Node(name: "deconv", opType: "ConvTranspose", inputs: ["x", "w"], outputs: ["y"],
