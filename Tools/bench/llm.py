@@ -68,6 +68,24 @@ def emit(out, record):
         f.write(line + "\n")
 
 
+def start_output(out, key, rerun):
+    """Prepare OUT for a run of the configurations RERUN (None: all of them). A subset run replaces only its own
+    records and keeps the others (with their own dates), so `KILN_BENCH_MODELOPT=A,B` adds A and B to a full run."""
+    kept = []
+    if rerun is not None and os.path.exists(out):
+        with open(out) as f:
+            records = [json.loads(line) for line in f if line.strip()]
+        kept = [r for r in records if key in r and r[key] not in rerun]
+    with open(out, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in kept)
+
+
+def subset(variable):
+    """The comma-separated subset in environment VARIABLE, or None for all."""
+    chosen = os.environ.get(variable, "")
+    return set(chosen.split(",")) if chosen else None
+
+
 def kiln_eval(kiln, checkpoint, model, data):
     """Perplexity (kiln-ppl-v1) of CHECKPOINT, with MODEL's tokenizer."""
     proc = subprocess.run([kiln, "eval", checkpoint, "--text", os.path.join(data, "tinystories_valid_eval.txt"),
@@ -80,9 +98,10 @@ def kiln_eval(kiln, checkpoint, model, data):
 
 def kiln_section(kiln, model, data, out, scratch):
     calib = ["--calib", os.path.join(data, "tinystories_valid_calib.txt")] + CALIB
-    chosen = os.environ.get("KILN_BENCH_METHODS", "")  # a comma-separated subset of the ids, e.g. when time is short
+    chosen = subset("KILN_BENCH_METHODS")  # a subset of the ids, e.g. when time is short
+    start_output(out, "id", chosen)
     for key, label, args, calibrated, counterpart, bits in METHODS:
-        if chosen and key not in chosen.split(","):
+        if chosen is not None and key not in chosen:
             continue
         record = {"section": "quantize", "id": key, "label": label, "bits": bits, "modelopt": counterpart}
         checkpoint = model
@@ -107,6 +126,8 @@ def kiln_section(kiln, model, data, out, scratch):
 
 
 def modelopt_section(python, anchor, model, data, out):
+    chosen = subset("KILN_BENCH_MODELOPT")  # a subset of MODELOPT_CONFIGS, e.g. when time is short
+    start_output(out, "cfg", chosen)
     probe = subprocess.run([python, "-c", "import torch, transformers, modelopt; print(modelopt.__version__, torch.__version__)"],
                            capture_output=True, text=True)
     if probe.returncode != 0:
@@ -114,8 +135,7 @@ def modelopt_section(python, anchor, model, data, out):
         emit(out, {"section": "modelopt", "skipped": f"torch/transformers/nvidia-modelopt not importable in {python}: {reason}"})
         return
     modelopt_version, torch_version = probe.stdout.split()
-    chosen = os.environ.get("KILN_BENCH_MODELOPT", "")  # a comma-separated subset, e.g. when time is short
-    for cfg in [c for c in MODELOPT_CONFIGS if not chosen or c in chosen.split(",")]:
+    for cfg in [c for c in MODELOPT_CONFIGS if chosen is None or c in chosen]:
         with tempfile.TemporaryDirectory() as tmp:
             result_file = os.path.join(tmp, "anchor.jsonl")
             print(f"bench: modelopt {cfg}", file=sys.stderr, flush=True)

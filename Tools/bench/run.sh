@@ -23,8 +23,10 @@
 #   KILN_SMOLLM2_DIR   SmolLM2-135M checkpoint (default: ~/.cache/kiln/SmolLM2-135M; `make smollm2`)
 #   KILN_BENCH_DIR     scratch parent folder (default: $TMPDIR or /tmp); needs ~5 GB free
 #   KILN_BENCH_THREADS threads for gemm and prefill (default: 2)
-#   KILN_BENCH_MODELOPT comma-separated subset of the ModelOpt configurations (default: all; llm.py lists them)
-#   KILN_BENCH_METHODS  comma-separated subset of the Kiln quantize method ids (default: all; llm.py lists them)
+#   KILN_BENCH_MODELOPT comma-separated subset of the ModelOpt configurations (default: all; llm.py lists them);
+#                       a subset run replaces only its own records in results/modelopt.jsonl
+#   KILN_BENCH_METHODS  comma-separated subset of the Kiln quantize method ids (default: all; llm.py lists them);
+#                       a subset run replaces only its own records in results/quantize.jsonl
 #   BENCH_REPEAT       measured runs per convert contender (default: 3)
 set -uo pipefail
 
@@ -97,7 +99,6 @@ section_quantize() {
     smollm2_ready || { skip quantize "no SmolLM2-135M at $SMOLLM2 (make smollm2)"; return 0; }
     local work status
     work="$(mktemp -d "${KILN_BENCH_DIR:-${TMPDIR:-/tmp}}/kiln-quantize.XXXXXX")" || return 1
-    : > "$RESULTS/quantize.jsonl"
     "$PY" "$HERE/llm.py" kiln "$KILN" "$SMOLLM2" "$DATA" "$RESULTS/quantize.jsonl" "$work"
     status=$?
     rm -rf "$work"
@@ -109,7 +110,6 @@ section_modelopt() {
     local anchor="$SHARED/tools/modelopt_anchor.py"
     [[ -f $anchor ]] || { skip modelopt "no ModelOpt anchor script at $anchor"; return 0; }
     [[ -x $TORCH_PY ]] || { skip modelopt "not installable here: no bench venv at $TORCH_PY (make bench creates it)"; return 0; }
-    : > "$RESULTS/modelopt.jsonl"
     "$PY" "$HERE/llm.py" modelopt "$TORCH_PY" "$anchor" "$SMOLLM2" "$DATA" "$RESULTS/modelopt.jsonl"
 }
 
