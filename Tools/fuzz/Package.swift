@@ -50,5 +50,6 @@ let package = Package(
         fuzzer("FuzzCalibCache", ["KilnEngine"]),
         fuzzer("FuzzPlugin", ["KilnHost"]),
         fuzzer("FuzzNPZ", ["KilnNumpy"]),
+        fuzzer("FuzzGraphRun", ["KilnFormatONNX", "KilnEngine"]),
     ]
 )

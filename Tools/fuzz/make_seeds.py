@@ -75,6 +75,81 @@ def elf_with_dynsym(symbols, stamp):
     return data + sections
 
 
+def graph_run_seeds():
+    """FuzzGraphRun: small runnable models, one per operator family the interpreter executes, plus the
+    single-op models Tools/verify/graph_check.py compares with onnxruntime."""
+    import tempfile
+    spec = importlib.util.spec_from_file_location("graph_check", os.path.join(_HERE, "..", "verify", "graph_check.py"))
+    graph_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(graph_check)
+    with tempfile.TemporaryDirectory() as tmp:
+        graph_check.ops(tmp)
+        for f in sorted(os.listdir(tmp)):
+            if f.endswith(".onnx"):
+                with open(os.path.join(tmp, f), "rb") as h:
+                    seed("FuzzGraphRun", "check-" + f[:-5], h.read())
+
+    def model(name, nodes, inputs, inits=(), opset=17):
+        vi = [helper.make_tensor_value_info(n, t, shape) for n, t, shape in inputs]
+        graph = helper.make_graph(nodes, name, vi, [helper.make_empty_tensor_value_info("y")],
+                                  initializer=[helper.make_tensor(n, t, list(np.shape(v)), np.asarray(v).flatten().tolist())
+                                               for n, t, v in inits])
+        m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+        m.ir_version = 8
+        seed("FuzzGraphRun", name, m.SerializeToString())
+
+    F, I = TensorProto.FLOAT, TensorProto.INT64
+    x = ("x", F, [2, 3, 4])
+    for op in ["Relu", "Sigmoid", "Sqrt", "Erf", "Exp", "Tanh", "Neg", "Abs", "Reciprocal", "Cos", "Sin", "Log",
+               "HardSigmoid", "HardSwish", "LeakyRelu", "Identity", "Softmax", "Flatten", "Shape", "GlobalAveragePool",
+               "GlobalMaxPool"]:
+        model("op-" + op, [helper.make_node(op, ["x"], ["y"])], [x])
+    for op in ["Add", "Sub", "Mul", "Div", "Pow", "Equal", "Less", "Greater", "MatMul"]:
+        model("op-" + op, [helper.make_node(op, ["x", "b"], ["y"])], [x, ("b", F, [4] if op != "MatMul" else [4, 2])])
+    model("op-Where", [helper.make_node("Less", ["x", "b"], ["c"]), helper.make_node("Where", ["c", "x", "b"], ["y"])],
+          [x, ("b", F, ["n"])])
+    model("op-Clip", [helper.make_node("Clip", ["x", "lo", "hi"], ["y"])], [x], [("lo", F, 0.0), ("hi", F, 1.0)])
+    model("op-Cast", [helper.make_node("Cast", ["x"], ["y"], to=TensorProto.INT32)], [x])
+    model("op-Reshape", [helper.make_node("Reshape", ["x", "s"], ["y"])], [x], [("s", I, [0, -1])])
+    model("op-Transpose", [helper.make_node("Transpose", ["x"], ["y"], perm=[2, 0, 1])], [x])
+    model("op-Squeeze", [helper.make_node("Unsqueeze", ["x", "a"], ["u"]), helper.make_node("Squeeze", ["u", "a"], ["y"])],
+          [x], [("a", I, [1])])
+    model("op-Concat", [helper.make_node("Concat", ["x", "x"], ["y"], axis=-1)], [x])
+    model("op-Split", [helper.make_node("Split", ["x", "s"], ["y", "z"], axis=2)], [x], [("s", I, [1, 3])])
+    model("op-Gather", [helper.make_node("Gather", ["x", "i"], ["y"], axis=1)], [x, ("i", I, [2, 2])])
+    model("op-ConstantOfShape", [helper.make_node("ConstantOfShape", ["s"], ["y"], value=helper.make_tensor("v", F, [1], [1.5]))],
+          [("s", I, [3])])
+    model("op-Expand", [helper.make_node("Expand", ["x", "s"], ["y"])], [x], [("s", I, [3, 2, 3, 4])])
+    model("op-Gemm", [helper.make_node("Gemm", ["a", "w", "c"], ["y"], transB=1)], [("a", F, ["n", 4])],
+          [("w", F, np.ones((3, 4))), ("c", F, [1.0, 2.0, 3.0])])
+    model("op-ReduceMean", [helper.make_node("ReduceMean", ["x", "a"], ["y"], keepdims=0)], [x], [("a", I, [-1])], opset=18)
+    model("op-ReduceSum", [helper.make_node("ReduceSum", ["x", "a"], ["y"])], [x], [("a", I, [0, 2])])
+    model("op-LayerNormalization", [helper.make_node("LayerNormalization", ["x", "g", "b"], ["y"], axis=-1)], [x],
+          [("g", F, [1.0] * 4), ("b", F, [0.0] * 4)])
+    model("op-Trilu", [helper.make_node("Trilu", ["x", "k"], ["y"], upper=0)], [x], [("k", I, 1)])
+    model("op-BatchNormalization", [helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"])],
+          [("x", F, [1, 2, 3, 3])], [(n, F, [0.5, 1.0]) for n in "sbmv"])
+    model("op-MaxPool", [helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], strides=[1, 2])], [("x", F, [1, 2, 5, 5])])
+    model("op-AveragePool", [helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[3, 1], pads=[1, 0, 1, 0])],
+          [("x", F, [1, 1, 4, 4])])
+    model("op-Conv", [helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])], [("x", F, [1, 2, 4, 4])],
+          [("w", F, np.ones((3, 2, 3, 3)))])
+    model("op-Slice", [helper.make_node("Slice", ["x", "s", "e"], ["y"])], [x], [("s", I, [1]), ("e", I, [-1])])
+    model("op-QDQ", [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+                     helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"])], [x],
+          [("s", F, 0.1), ("z", TensorProto.INT8, 0)])
+    model("op-QDQ-axis", [helper.make_node("QuantizeLinear", ["x", "s"], ["q"], axis=2, output_dtype=TensorProto.FLOAT8E4M3FN),
+                          helper.make_node("DequantizeLinear", ["q", "s"], ["y"], axis=2)], [x], [("s", F, [0.1, 0.2, 0.3, 0.4])],
+          opset=21)
+    model("op-Resize", [helper.make_node("Resize", ["x", "", "sc"], ["y"], mode="nearest")], [("x", F, [1, 1, 2, 3])],
+          [("sc", F, [1.0, 1.0, 2.0, 1.5])])
+    # A transformer-ish block: attention scores with a causal mask, softmax, weighted sum.
+    model("attention", [helper.make_node("MatMul", ["x", "wq"], ["q"]), helper.make_node("Transpose", ["q"], ["k"], perm=[0, 2, 1]),
+                        helper.make_node("MatMul", ["q", "k"], ["s"]), helper.make_node("Trilu", ["s"], ["m"], upper=0),
+                        helper.make_node("Softmax", ["m"], ["p"], axis=-1), helper.make_node("MatMul", ["p", "q"], ["y"])],
+          [("x", F, ["b", "t", 4])], [("wq", F, np.eye(4))])
+
+
 def main():
     global OUT
     if len(sys.argv) != 2:
@@ -128,6 +203,8 @@ def main():
     for name, data in corpus_files(bad, "onnx", lambda f: f.endswith(".onnx")):
         if len(data) < 20000:
             seed("FuzzONNX", name, data)
+
+    graph_run_seeds()
 
     # JSON (flag byte: 1 = reject duplicate keys).
     seed("FuzzJSON", "hf-llama", b"\x01" + json.dumps(corpus.HF_LLAMA_CONFIG).encode())

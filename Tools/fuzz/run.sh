@@ -6,14 +6,15 @@
 #
 # Inputs: seeds from Tools/fuzz/make_seeds.py (with $KILN_FUZZ_PYTHON, skipped when unset), plus the
 # corpus each target grew in earlier runs (.build-fuzz/corpus/<target>, kept). Crashes, timeouts
-# and out-of-memory inputs land in .build-fuzz/artifacts/<target>/; the script exits 1 when a
-# run found one. Replay one with: .build-fuzz/debug/<target> <artifact>
+# and out-of-memory inputs land in .build-fuzz/findings/<target>/ (not "artifacts": SwiftPM owns
+# <scratch>/artifacts and empties it when it resolves the package); the script exits 1 when a run
+# found one. Replay one with: .build-fuzz/debug/<target> <finding>
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 seconds=${1:-60}
 shift || true
-all=(FuzzSafetensors FuzzIndex FuzzONNX FuzzJSON FuzzTokenizer FuzzTRTLLM FuzzHFQuant FuzzCalibCache FuzzPlugin FuzzNPZ)
+all=(FuzzSafetensors FuzzIndex FuzzONNX FuzzJSON FuzzTokenizer FuzzTRTLLM FuzzHFQuant FuzzCalibCache FuzzPlugin FuzzNPZ FuzzGraphRun)
 targets=("${@:-${all[@]}}")
 scratch="$root/.build-fuzz"
 
@@ -34,7 +35,7 @@ fi
 found=0
 for t in "${targets[@]}"; do
     corpus="$scratch/corpus/$t"
-    artifacts="$scratch/artifacts/$t"
+    artifacts="$scratch/findings/$t"
     mkdir -p "$corpus" "$artifacts"
     dirs=("$corpus")
     [ -d "$scratch/seeds/$t" ] && dirs+=("$scratch/seeds/$t")

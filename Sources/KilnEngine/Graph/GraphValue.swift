@@ -3,8 +3,9 @@ import KilnCore
 /// Bounds on the sizes the interpreter takes from a model or its inputs (shape inputs, window
 /// attributes), so a malformed file gets a `KilnError` instead of an overflow or a huge allocation.
 public enum GraphLimits {
-    /// The most elements one value may hold: 2³¹ (8 GiB of f32).
-    public static let maxElements = 1 << 31
+    /// The most elements one value may hold: 2³¹ (8 GiB of f32). Settable so that a caller with
+    /// less memory (the FuzzGraphRun harness) refuses smaller tensors; set it before running graphs.
+    nonisolated(unsafe) public static var maxElements = 1 << 31
     /// The largest kernel size, stride, dilation or pad of a window op (Conv, ConvTranspose, pooling).
     public static let maxWindow = 1 << 20
 
