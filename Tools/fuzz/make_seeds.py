@@ -107,7 +107,7 @@ def graph_run_seeds():
     for op in ["Add", "Sub", "Mul", "Div", "Pow", "Equal", "Less", "Greater", "MatMul"]:
         model("op-" + op, [helper.make_node(op, ["x", "b"], ["y"])], [x, ("b", F, [4] if op != "MatMul" else [4, 2])])
     model("op-Where", [helper.make_node("Less", ["x", "b"], ["c"]), helper.make_node("Where", ["c", "x", "b"], ["y"])],
-          [x, ("b", F, ["n"])])
+          [x, ("b", F, ["n", 1, 1])])
     model("op-Clip", [helper.make_node("Clip", ["x", "lo", "hi"], ["y"])], [x], [("lo", F, 0.0), ("hi", F, 1.0)])
     model("op-Cast", [helper.make_node("Cast", ["x"], ["y"], to=TensorProto.INT32)], [x])
     model("op-Reshape", [helper.make_node("Reshape", ["x", "s"], ["y"])], [x], [("s", I, [0, -1])])
