@@ -229,4 +229,28 @@ struct GraphBadInputTests {
         let report = try GraphQuantizer.quantize(model, calibration: inputs, options: options)
         #expect(report.sensitiveNodes.map(\.node) == ["a_mm"] && report.quantizedNodes == ["b_mm"], "\(report.sensitiveNodes)")
     }
+
+    /// FuzzGraphRun finding (arithmetic overflow trap in ShapeOps.viewOffsets): a Slice step of Int64.max
+    /// overflowed `step · stride` and `end - start + step - 1`. A step longer than the axis takes one element,
+    /// as the ONNX spec's clamping gives (onnxruntime agrees: x[1::huge] = [1], x[-1::-huge] = [5]).
+    @Test("Slice with a step of Int64.max or Int64.min takes one element instead of trapping")
+    func sliceHugeSteps() throws {
+        let x = GraphValue(shape: [2, 6], floats: (0..<12).map(Float.init))
+        func sliced(_ start: Int64, _ end: Int64, _ step: Int64) throws -> GraphValue {
+            let node = Node(name: "slice", opType: "Slice", inputs: ["x", "s", "e", "a", "t"], outputs: ["y"])
+            let graph = Graph(inputs: ["x", "s", "e", "a", "t"].map { ValueInfo(name: $0) }, outputs: [ValueInfo(name: "y")],
+                              nodes: [node])
+            let model = try Model(graph: graph)
+            model.opsetImports = ["": 17]
+            let one = { (v: Int64) in GraphValue(shape: [1], ints: [v]) }
+            return try #require(try GraphInterpreter(model: model).run(["x": x, "s": one(start), "e": one(end), "a": one(1),
+                                                                         "t": one(step)])["y"])
+        }
+        let forward = try sliced(1, 6, .max)
+        #expect(forward.shape == [2, 1] && forward.floats == [1, 7])
+        let backward = try sliced(-1, .min, .min)
+        #expect(backward.shape == [2, 1] && backward.floats == [5, 11])
+        let beyond = try sliced(.max, .max, .max)
+        #expect(beyond.shape == [2, 0])
+    }
 }

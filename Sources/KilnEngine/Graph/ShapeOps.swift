@@ -186,8 +186,11 @@ enum ShapeOps {
         }
         var start = [Int](repeating: 0, count: x.rank), step = [Int](repeating: 1, count: x.rank), dims = x.shape
         for (k, a) in axes.enumerated() {
-            let n = x.shape[a], st = steps[k]
-            guard st != 0 else { throw c.fail("a step of 0") }
+            let n = x.shape[a]
+            guard steps[k] != 0 else { throw c.fail("a step of 0") }
+            // A step longer than the axis selects at most one element, as a step of the axis length does;
+            // clamping keeps the arithmetic below (and the view's offsets) from overflowing on steps like Int64.max.
+            let st = steps[k] > 0 ? min(steps[k], max(n, 1)) : max(steps[k], -max(n, 1))
             var b = starts[k] < 0 ? starts[k] + n : starts[k]
             var e = ends[k] < 0 ? ends[k] + n : ends[k]
             if st > 0 {
