@@ -34,9 +34,14 @@ public struct GraphInputs: Sendable {
             throw KilnError(.invalidInput, file: path, path: ["member \"\(extra[0]).npy\""],
                             "no graph input of that name (inputs: \(wanted.map(\.name).joined(separator: ", ")))")
         }
+        self.init(values: values, source: path)
+    }
+
+    /// Inputs already in memory (named `source` in errors), e.g. built by a program rather than read from a file.
+    public init(values: [String: GraphValue], source: String) {
         let firsts = Set(values.values.map { $0.shape.first ?? 1 })
         self.values = values
-        self.path = path
+        path = source
         samples = firsts.count <= 1 ? firsts.first ?? 1 : nil
     }
 

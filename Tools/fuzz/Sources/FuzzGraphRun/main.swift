@@ -5,13 +5,20 @@
 // than 4096 elements skips the run. Values are capped at 2²² elements (instead of the CLI's 2³¹) so
 // that a graph asking for a huge tensor is refused inside libFuzzer's memory limit, as the CLI
 // refuses one past its own limit.
+//
+// A graph that ran is then quantized as `kiln quantize MODEL.onnx --calib X.npz --to onnx` would
+// (GraphQuantizer, the run's feed as calibration data; INT8 or FP8, with or without output pairs
+// and a sensitivity search, chosen by the input's size), written by the ONNX writer, and run again.
 import FuzzSupport
 import KilnCore
 import KilnEngine
 import KilnFormatONNX
 
-private let reader = Fuzz.reader(kilnPluginDescriptor())
+private let providers = Fuzz.providers(kilnPluginDescriptor())
+private let reader = providers.compactMap { $0 as? any FormatReader }.first!
+private let writer = providers.compactMap { $0 as? any FormatWriter }.first!
 private let path = Fuzz.folder + "/graph/model.onnx"
+private let quantized = Fuzz.folder + "/graph/quantized.onnx"
 private let capped: Void = { GraphLimits.maxElements = 1 << 22 }()
 
 /// A deterministic feed for `input`, or nil when its shape is too large or not a tensor.
@@ -34,6 +41,7 @@ private func feed(_ input: ValueInfo) -> GraphValue? {
 public func fuzzGraphRun(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     _ = capped
     Fuzz.write(UnsafeRawBufferPointer(start: data, count: size), to: "graph/model.onnx")
+    Fuzz.remove("graph/quantized.onnx")
     Fuzz.refusalsOnly {
         let model = try reader.read(path: path, context: KilnContext())
         let interpreter = try GraphInterpreter(model: model)
@@ -44,6 +52,16 @@ public func fuzzGraphRun(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         }
         let outputs = try interpreter.run(inputs)
         for (_, value) in outputs where value.isFloat { _ = value.floats.reduce(0, +) }
+
+        var options = GraphQuantizer.Options()
+        options.algorithm = size & 1 == 0 ? .int8 : .fp8
+        options.outputQDQ = size & 2 != 0
+        options.excludeSensitive = size & 4 != 0 ? 1 : 0
+        options.samples = 4
+        options.batch = 2
+        _ = try GraphQuantizer.quantize(model, calibration: GraphInputs(values: inputs, source: "fuzz feed"), options: options)
+        try writer.write(model, to: quantized, context: KilnContext())
+        _ = try GraphInterpreter(model: model).run(inputs)
     }
     return 0
 }
