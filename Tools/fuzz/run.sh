@@ -27,7 +27,12 @@ if ! (cd "$root/Tools/fuzz" && ${SWIFT:-swift} build -c debug --scratch-path "$s
 fi
 
 if [ -n "${KILN_FUZZ_PYTHON:-}" ]; then
-    "$KILN_FUZZ_PYTHON" "$root/Tools/fuzz/make_seeds.py" "$scratch/seeds" >/dev/null
+    # Written aside and swapped in, so a run.sh already fuzzing other targets never reads a half-written folder.
+    rm -rf "$scratch/seeds.new" "$scratch/seeds.old"
+    "$KILN_FUZZ_PYTHON" "$root/Tools/fuzz/make_seeds.py" "$scratch/seeds.new" >/dev/null
+    [ -d "$scratch/seeds" ] && mv "$scratch/seeds" "$scratch/seeds.old"
+    mv "$scratch/seeds.new" "$scratch/seeds"
+    rm -rf "$scratch/seeds.old"
 else
     echo "no seeds: KILN_FUZZ_PYTHON is not set (make fuzz sets it to the venv's python)"
 fi
