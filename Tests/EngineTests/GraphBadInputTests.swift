@@ -253,4 +253,14 @@ struct GraphBadInputTests {
         let beyond = try sliced(.max, .max, .max)
         #expect(beyond.shape == [2, 0])
     }
+
+    @Test("Resize of an empty input to a non-empty size is refused (it read before the input's first element)")
+    func resizeEmptyInput() throws {
+        for mode in ["nearest", "linear"] {
+            let node = Node(name: "up", opType: "Resize", inputs: ["x", "", "", "sizes"], outputs: ["y"],
+                            attributes: [("mode", .string(Array(mode.utf8)))])
+            let e = try #require(try refusal([node], ["x": floats([1, 1, 0, 2]), "sizes": GraphValue(shape: [4], ints: [1, 1, 3, 4])]))
+            #expect(e.contains("node \"up\" (Resize)") && e.contains("empty input [1, 1, 0, 2]"), "\(e)")
+        }
+    }
 }

@@ -204,6 +204,9 @@ enum TensorOps {
         } else {
             throw c.fail("either scales or sizes is required")
         }
+        guard x.count > 0 || dims.contains(0) else {
+            throw c.fail("cannot resize an empty input \(x.shape) to \(dims): there is no element to sample")
+        }
         let scale = scales!
         /// The source coordinate of output index `o` along axis `d`.
         func source(_ o: Int, _ d: Int) throws -> Float {
