@@ -6,7 +6,8 @@ import Testing
 /// `kiln convert`: exact copies, casts equal to ml_dtypes, shards, refusals without leftovers.
 @Suite struct ConvertCommandTests {
     @Test func copyWithoutCastKeepsTensorBytes() throws {
-        guard let python = TestEnvironment.python, let model = TestEnvironment.sharedModel("stories260K") else { return }
+        let python = try TestEnvironment.python
+        let model = try TestEnvironment.sharedModel("stories260K")
         let dir = TemporaryDirectory()
         let result = try runKiln(["convert", model + "/model.safetensors", dir.file("copy.safetensors")])
         #expect(result.status == 0, "\(result.stderr)")
@@ -14,9 +15,11 @@ import Testing
         #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
     }
 
-    @Test(arguments: ["bf16", "f16"])
+    @Test(.requires { try TestEnvironment.python }, .requires { try TestEnvironment.sharedModel("stories260K") },
+          arguments: ["bf16", "f16"])
     func castEqualsMlDtypes(_ dtype: String) throws {
-        guard let python = TestEnvironment.python, let model = TestEnvironment.sharedModel("stories260K") else { return }
+        let python = try TestEnvironment.python
+        let model = try TestEnvironment.sharedModel("stories260K")
         let dir = TemporaryDirectory()
         let out = dir.file("cast")
         let result = try runKiln(["convert", model, out, "--dtype", dtype, "--max-shard-size", "150KB"])
@@ -46,7 +49,7 @@ import Testing
     }
 
     @Test func badShardSizeIsAUserError() throws {
-        guard let model = TestEnvironment.sharedModel("stories260K") else { return }
+        let model = try TestEnvironment.sharedModel("stories260K")
         let dir = TemporaryDirectory()
         let result = try runKiln(["convert", model, dir.file("o"), "--max-shard-size", "lots"])
         #expect(result.status == 1)

@@ -27,9 +27,9 @@ import Testing
             : "error: \(path): output file already exists; pass --overwrite to replace it\n"
     }
 
-    @Test(arguments: 0..<writers.count)
+    @Test(.requires { try TestEnvironment.sharedModel("stories260K") }, arguments: 0..<writers.count)
     func existingOutputIsRefusedUnlessOverwrite(_ i: Int) throws {
-        guard let model = TestEnvironment.sharedModel("stories260K") else { return }
+        let model = try TestEnvironment.sharedModel("stories260K")
         let (writer, name, folder) = Self.writers[i]
         let dir = TemporaryDirectory()
         let out = dir.file(name)
@@ -56,7 +56,7 @@ import Testing
     }
 
     @Test func emptyFolderIsReplacedWithoutOverwrite() throws {
-        guard let model = TestEnvironment.sharedModel("stories260K") else { return }
+        let model = try TestEnvironment.sharedModel("stories260K")
         let dir = TemporaryDirectory()
         let out = dir.file("trt")
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: false)
@@ -86,7 +86,7 @@ import Testing
 
     /// quantize / sparsify refuse before the passes run, and accept --overwrite.
     @Test func quantizeAndSparsifyRefuseUnlessOverwrite() throws {
-        guard let model = TestEnvironment.sharedModel("stories260K") else { return }
+        let model = try TestEnvironment.sharedModel("stories260K")
         let dir = TemporaryDirectory()
         let out = dir.file("q")
         try Self.occupy(out, folder: true)

@@ -8,7 +8,7 @@ import Testing
     static let data = TestEnvironment.shared + "/data/"
 
     @Test func evalMatchesTheGoldenPerplexity() throws {
-        guard let model = TestEnvironment.sharedModel("stories260K") else { return }
+        let model = try TestEnvironment.sharedModel("stories260K")
         let r = try runKiln(["eval", model, "--text", Self.data + "tinystories_valid_eval.txt", "--max-tokens", "20000", "--json"])
         #expect(r.status == 0, "\(r.stderr)")
         let json = try JSONValue.parse(r.stdout)
@@ -22,7 +22,7 @@ import Testing
     /// causal mask, Cos/Sin rotary tables, Gemm …) scores like the checkpoint; an INT4 export with
     /// block-wise DequantizeLinear scores like the in-memory quantized model `quantize --eval` measured.
     @Test func evalRunsOnnxExportsThroughTheGraphInterpreter() throws {
-        guard let model = TestEnvironment.sharedModel("stories260K") else { return }
+        let model = try TestEnvironment.sharedModel("stories260K")
         let dir = TemporaryDirectory("kiln-eval-onnx")
         let text = Self.data + "tinystories_valid_eval.txt"
         func perplexity(_ args: [String]) throws -> Double? {
@@ -46,14 +46,14 @@ import Testing
     }
 
     @Test func generateWritesTheKnownStory() throws {
-        guard let model = TestEnvironment.sharedModel("stories260K") else { return }
+        let model = try TestEnvironment.sharedModel("stories260K")
         let r = try runKiln(["generate", model, "--prompt", "Once upon a time", "--max-tokens", "24"])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.hasPrefix("Once upon a time, there was a little girl named Lily. She loved to play outside"))
     }
 
     @Test func evalRefusesBadText() throws {
-        guard let model = TestEnvironment.sharedModel("stories260K") else { return }
+        let model = try TestEnvironment.sharedModel("stories260K")
         let dir = TemporaryDirectory()
         try Data().write(to: URL(fileURLWithPath: dir.file("empty.txt")))
         var r = try runKiln(["eval", model, "--text", dir.file("empty.txt")])
@@ -69,7 +69,7 @@ import Testing
     }
 
     @Test func quantizeFP8ReportsAccuracyAndHitsTheCalibrationCache() throws {
-        guard let model = TestEnvironment.sharedModel("stories260K") else { return }
+        let model = try TestEnvironment.sharedModel("stories260K")
         let dir = TemporaryDirectory()
         let env = ["KILN_CACHE_DIR": dir.file("cache")]
         let args = ["quantize", model, "--algo", "fp8", "--kv-cache", "fp8", "--calib", Self.data + "tinystories_valid_calib.txt",
@@ -112,7 +112,7 @@ import Testing
     }
 
     @Test func calibrationTextShorterThanOneSequenceIsRefused() throws {
-        guard let model = TestEnvironment.sharedModel("stories260K") else { return }
+        let model = try TestEnvironment.sharedModel("stories260K")
         let dir = TemporaryDirectory()
         try Data("Once upon a time.".utf8).write(to: URL(fileURLWithPath: dir.file("short.txt")))
         let r = try runKiln(["quantize", model, "--algo", "fp8", "--calib", dir.file("short.txt"), "--out", dir.file("q")])
@@ -122,7 +122,7 @@ import Testing
     }
 
     @Test func sparsifyMagnitudeIsReportedByInspect() throws {
-        guard let model = TestEnvironment.sharedModel("stories260K") else { return }
+        let model = try TestEnvironment.sharedModel("stories260K")
         let dir = TemporaryDirectory()
         let r = try runKiln(["sparsify", model, "--method", "magnitude", "--out", dir.file("sparse"), "--json"])
         #expect(r.status == 0, "\(r.stderr)")

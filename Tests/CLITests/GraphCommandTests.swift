@@ -8,15 +8,9 @@ import Testing
     static let cls = "ppocr-v4-onnx/ch_ppocr_mobile_v2.0_cls_infer.onnx"
     static let clsInputs = "ppocr-v4-onnx/inputs/cls.eval.npz"
 
-    func shared(_ relative: String) -> String? {
-        let path = TestEnvironment.shared + "/models/" + relative
-        if FileSystem.exists(path) { return path }
-        print("skipping: \(path) is absent")
-        return nil
-    }
-
     @Test func runPrintsOutputsAndWritesThem() throws {
-        guard let model = shared(Self.cls), let inputs = shared(Self.clsInputs) else { return }
+        let model = try TestEnvironment.sharedModel(Self.cls)
+        let inputs = try TestEnvironment.sharedModel(Self.clsInputs)
         let dir = TemporaryDirectory()
         let result = try runKiln(["run", model, "--inputs", inputs, "--output", dir.file("out.npz"), "--json"])
         #expect(result.status == 0, "\(result.stderr)")
@@ -28,10 +22,10 @@ import Testing
     }
 
     @Test func runRefusesInputsThatDoNotFit() throws {
-        guard let model = shared(Self.cls) else { return }
+        let model = try TestEnvironment.sharedModel(Self.cls)
         let dir = TemporaryDirectory()
         // An .npz whose member names no graph input (the cls model's input is "x").
-        guard let python = TestEnvironment.python else { return }
+        let python = try TestEnvironment.python
         let made = try runProcess(python, ["-c", "import numpy as np; np.savez('\(dir.file("bad.npz"))', y=np.zeros((1, 3, 48, 192), np.float32))"])
         try #require(made.status == 0, "\(made.stderr)")
         let result = try runKiln(["run", model, "--inputs", dir.file("bad.npz")])
@@ -40,7 +34,8 @@ import Testing
     }
 
     @Test func quantizeGraphNeedsInt8OrFP8() throws {
-        guard let model = shared(Self.cls), let inputs = shared(Self.clsInputs) else { return }
+        let model = try TestEnvironment.sharedModel(Self.cls)
+        let inputs = try TestEnvironment.sharedModel(Self.clsInputs)
         let dir = TemporaryDirectory()
         let result = try runKiln(["quantize", model, "--algo", "int4-awq", "--calib", inputs, "--out", dir.file("q.onnx"), "--to", "onnx"])
         #expect(result.status != 0 && result.stderr.contains("--algo must be int8 or fp8"), "\(result.stderr)")
@@ -49,7 +44,8 @@ import Testing
 
     /// Flags and --option keys the graph flow would not read are refused, not silently dropped.
     @Test func quantizeGraphRefusesWhatItWouldIgnore() throws {
-        guard let model = shared(Self.cls), let inputs = shared(Self.clsInputs) else { return }
+        let model = try TestEnvironment.sharedModel(Self.cls)
+        let inputs = try TestEnvironment.sharedModel(Self.clsInputs)
         let dir = TemporaryDirectory()
         let base = ["quantize", model, "--algo", "int8", "--calib", inputs, "--out", dir.file("q.onnx")]
         var r = try runKiln(base + ["--to", "onnx", "--option", "exclude-sensitve=8"])
@@ -62,7 +58,8 @@ import Testing
     }
 
     @Test func quantizeGraphWritesQDQ() throws {
-        guard let model = shared(Self.cls), let inputs = shared(Self.clsInputs) else { return }
+        let model = try TestEnvironment.sharedModel(Self.cls)
+        let inputs = try TestEnvironment.sharedModel(Self.clsInputs)
         let dir = TemporaryDirectory()
         let result = try runKiln(["quantize", model, "--algo", "int8", "--calib", inputs, "--calib-samples", "2",
                                   "--exclude", "Conv@0", "--out", dir.file("q.onnx"), "--to", "onnx", "--json"])

@@ -5,21 +5,15 @@ import Testing
 
 /// `kiln inspect` against the reference safetensors library, on the shared real models.
 @Suite struct InspectCommandTests {
-    /// The real models whose weights are safetensors (SmolLM2 only when built by its fetch.sh into KILN_SMOLLM2_DIR).
+    /// The real models whose weights are safetensors (SmolLM2 as built by its fetch.sh into KILN_SMOLLM2_DIR).
+    /// - Throws: cancels the current test when one is absent.
     static var models: [String] {
-        var list: [String] = []
-        if let p = TestEnvironment.sharedModel("stories260K") { list.append(p) }
-        if let p = ProcessInfo.processInfo.environment["KILN_SMOLLM2_DIR"], FileSystem.exists(p + "/model.safetensors") {
-            list.append(p)
-        } else {
-            print("skipping SmolLM2-135M: KILN_SMOLLM2_DIR not set or not built (make test builds it)")
-        }
-        return list
+        get throws { [try TestEnvironment.sharedModel("stories260K"), try TestEnvironment.smolLM2] }
     }
 
     @Test func agreesWithPythonSafetensorsOnSharedModels() throws {
-        guard let python = TestEnvironment.python else { return }
-        for model in Self.models {
+        let python = try TestEnvironment.python
+        for model in try Self.models {
             let ours = try runKiln(["inspect", model, "--json"])
             #expect(ours.status == 0, "\(ours.stderr)")
             let theirs = try runVerifyScript(python, "safetensors_check.py", ["summary", model])
@@ -41,7 +35,7 @@ import Testing
     }
 
     @Test func tableShowsTotalsAndHistogram() throws {
-        guard let model = TestEnvironment.sharedModel("stories260K") else { return }
+        let model = try TestEnvironment.sharedModel("stories260K")
         let result = try runKiln(["inspect", model, "--limit", "2"])
         #expect(result.status == 0)
         let lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)

@@ -77,7 +77,7 @@ import Testing
     }
 
     @Test func everyMalformedInputIsRefusedCleanly() throws {
-        guard let python = TestEnvironment.python else { return }
+        let python = try TestEnvironment.python
         let dir = TemporaryDirectory("kiln-corpus")
         let corpus = dir.file("corpus")
         let cases = try Self.generate(python, into: corpus)
@@ -92,7 +92,7 @@ import Testing
     }
 
     @Test func generatorIsDeterministic() throws {
-        guard let python = TestEnvironment.python else { return }
+        let python = try TestEnvironment.python
         let dir = TemporaryDirectory("kiln-corpus")
         _ = try Self.generate(python, into: dir.file("a"))
         _ = try Self.generate(python, into: dir.file("b"))

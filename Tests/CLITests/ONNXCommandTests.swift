@@ -7,15 +7,8 @@ import Testing
 @Suite struct ONNXCommandTests {
     static let stories = "stories260K/onnx/model.onnx"
 
-    func shared(_ relative: String) -> String? {
-        let path = TestEnvironment.shared + "/models/" + relative
-        if FileSystem.exists(path) { return path }
-        print("skipping: \(path) is absent")
-        return nil
-    }
-
     @Test func inspectShowsTheInitializers() throws {
-        guard let model = shared(Self.stories) else { return }
+        let model = try TestEnvironment.sharedModel(Self.stories)
         let result = try runKiln(["inspect", model, "--limit", "1"])
         #expect(result.status == 0, "\(result.stderr)")
         let lines = result.stdout.split(separator: "\n").map(String.init)
@@ -25,14 +18,14 @@ import Testing
     }
 
     @Test func convertWithExternalDataRunsTheSame() throws {
-        guard let model = shared(Self.stories) else { return }
+        let model = try TestEnvironment.sharedModel(Self.stories)
         let dir = TemporaryDirectory()
         let out = dir.file("copy.onnx")
         let result = try runKiln(["convert", model, out, "--external-data"])
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.hasPrefix("wrote \(out) (onnx): 67 tensors"))
         #expect(dir.contents == ["copy.onnx", "copy.onnx.data"])
-        guard let python = TestEnvironment.python else { return }
+        let python = try TestEnvironment.python
         let check = try runVerifyScript(python, "onnx_check.py", ["check", out])
         #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
         let compare = try runVerifyScript(python, "onnx_check.py", ["compare", model, out, "--int-high", "512"])
@@ -44,7 +37,7 @@ import Testing
     }
 
     @Test func truncatedModelExitsOneAndLeavesNoOutput() throws {
-        guard let model = shared(Self.stories) else { return }
+        let model = try TestEnvironment.sharedModel(Self.stories)
         let dir = TemporaryDirectory()
         try Data(try FileSystem.readBytes(model).prefix(100_000)).write(to: URL(fileURLWithPath: dir.file("cut.onnx")))
         for flags in [[], ["--external-data"]] {

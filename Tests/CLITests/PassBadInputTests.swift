@@ -14,7 +14,7 @@ import Testing
     }
 
     @Test func emptyCalibrationTextIsRefused() throws {
-        guard let model = TestEnvironment.sharedModel("stories260K") else { return }
+        let model = try TestEnvironment.sharedModel("stories260K")
         let dir = TemporaryDirectory()
         try write("", dir.file("empty.txt"))
         let r = try runKiln(["quantize", model, "--algo", "int8-sq", "--calib", dir.file("empty.txt"), "--out", dir.file("q")])
@@ -24,7 +24,7 @@ import Testing
     }
 
     @Test func sparseGPTCalibrationShorterThanOneSequenceIsRefused() throws {
-        guard let model = TestEnvironment.sharedModel("stories260K") else { return }
+        let model = try TestEnvironment.sharedModel("stories260K")
         let dir = TemporaryDirectory()
         try write("Once upon a time.", dir.file("short.txt"))
         let r = try runKiln(["sparsify", model, "--method", "sparsegpt", "--calib", dir.file("short.txt"), "--calib-seq-len", "64",
@@ -35,7 +35,7 @@ import Testing
     }
 
     @Test func anExcludePatternMatchingNothingIsAWarning() throws {
-        guard let model = TestEnvironment.sharedModel("stories260K") else { return }
+        let model = try TestEnvironment.sharedModel("stories260K")
         let dir = TemporaryDirectory()
         let r = try runKiln(["quantize", model, "--algo", "fp8", "--calib", Self.data + "tinystories_valid_calib.txt",
                              "--calib-samples", "2", "--calib-seq-len", "32", "--exclude", "*.no_such_proj", "--exclude", "*.down_proj",

@@ -23,14 +23,11 @@ import Testing
         return out
     }
 
-    @Test(arguments: cases)
+    @Test(.requires { try TestEnvironment.sharedModel("stories260K") },
+          .requires { try TestEnvironment.sharedFile("data/tinystories_valid_calib.txt") }, arguments: cases)
     func sameInputGivesSameBytes(_ pair: String) throws {
-        guard let model = TestEnvironment.sharedModel("stories260K") else { return }
-        let calib = TestEnvironment.shared + "/data/tinystories_valid_calib.txt"
-        guard FileSystem.exists(calib) else {
-            print("skipping: \(calib) is absent")
-            return
-        }
+        let model = try TestEnvironment.sharedModel("stories260K")
+        let calib = try TestEnvironment.sharedFile("data/tinystories_valid_calib.txt")
         let parts = pair.split(separator: ":").map(String.init)
         let (algo, writer) = (parts[0], parts[1])
         let dir = TemporaryDirectory("kiln-determinism")
@@ -60,14 +57,12 @@ import Testing
 
     /// ONNX post-training quantization (the interpreter calibrates on npz inputs): the PP-OCR classifier,
     /// INT8 with TensorRT placement, INT8 with output pairs and a sensitivity search, and FP8 — twice each.
-    @Test(arguments: [["int8"], ["int8", "--option", "output-qdq=true", "--option", "exclude-sensitive=2"], ["fp8"]])
+    @Test(.requires { try TestEnvironment.sharedModel("ppocr-v4-onnx/ch_ppocr_mobile_v2.0_cls_infer.onnx") },
+          .requires { try TestEnvironment.sharedModel("ppocr-v4-onnx/inputs/cls.calib.npz") },
+          arguments: [["int8"], ["int8", "--option", "output-qdq=true", "--option", "exclude-sensitive=2"], ["fp8"]])
     func graphQuantizationGivesSameBytes(_ options: [String]) throws {
-        let folder = TestEnvironment.shared + "/models/ppocr-v4-onnx"
-        let model = folder + "/ch_ppocr_mobile_v2.0_cls_infer.onnx", calib = folder + "/inputs/cls.calib.npz"
-        guard FileSystem.exists(model), FileSystem.exists(calib) else {
-            print("skipping: \(model) or \(calib) is absent")
-            return
-        }
+        let model = try TestEnvironment.sharedModel("ppocr-v4-onnx/ch_ppocr_mobile_v2.0_cls_infer.onnx")
+        let calib = try TestEnvironment.sharedModel("ppocr-v4-onnx/inputs/cls.calib.npz")
         let dir = TemporaryDirectory("kiln-determinism-graph")
         var outputs: [[UInt8]] = []
         for run in ["a", "b"] {

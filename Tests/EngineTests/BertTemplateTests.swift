@@ -18,9 +18,10 @@ import Testing
     }
 
     @Test func miniLMMatchesOnnxruntimeOnTheOriginalExport() throws {
-        guard let python = TestEnvironment.python else { return }
+        let python = try TestEnvironment.python
         let dir = TemporaryDirectory("kiln-bert")
-        guard let folder = try ArchFixture.miniLM(python, in: dir), let original = ArchFixture.miniLMOnnx else { return }
+        let folder = try ArchFixture.miniLM(python, in: dir)
+        let original = try ArchFixture.miniLMOnnx
         let ids = try Self.ids(folder)
         #expect(ids[0].first == 101 && ids[0].last == 102)
         try ArchFixture.writeIDs(ids, to: dir.file("ids.json"))
@@ -49,9 +50,9 @@ import Testing
     }
 
     @Test func poolerIsTanhOfTheDenseFirstToken() throws {
-        guard let python = TestEnvironment.python else { return }
+        let python = try TestEnvironment.python
         let dir = TemporaryDirectory("kiln-bert")
-        guard let folder = try ArchFixture.miniLM(python, in: dir) else { return }
+        let folder = try ArchFixture.miniLM(python, in: dir)
         let model = try EngineFixtures.load(folder)
         var rng = SplitMix64(seed: 11)
         let w = (0..<(384 * 384)).map { _ in rng.nextSigned() * 0.05 }, bias = (0..<384).map { _ in rng.nextSigned() * 0.1 }
@@ -133,9 +134,10 @@ import Testing
 
     /// `kiln embed --json`: mean-pooled embeddings equal onnxruntime's pooled output of the original export.
     @Test func cliEmbedMatchesOnnxruntime() throws {
-        guard let python = TestEnvironment.python else { return }
+        let python = try TestEnvironment.python
         let dir = TemporaryDirectory("kiln-bert")
-        guard let folder = try ArchFixture.miniLM(python, in: dir), let original = ArchFixture.miniLMOnnx else { return }
+        let folder = try ArchFixture.miniLM(python, in: dir)
+        let original = try ArchFixture.miniLMOnnx
         let r = try runKiln(["embed", folder] + Self.texts.flatMap { ["--text", $0] } + ["--json"])
         #expect(r.status == 0, "\(r.stderr)")
         let json = try JSONValue.parse(r.stdout)

@@ -14,9 +14,9 @@ import Testing
     static let ids = [[5, 17, 200, 33, 41, 9, 120, 77, 3, 250, 64, 12], [300, 2, 45, 45, 18, 99, 7, 160, 88, 21, 30, 150]]
 
     @Test func logitsMatchTheNumpyReference() throws {
-        guard let python = TestEnvironment.python else { return }
+        let python = try TestEnvironment.python
         let dir = TemporaryDirectory("kiln-gpt2")
-        guard let folder = try ArchFixture.gpt2(python, in: dir) else { return }
+        let folder = try ArchFixture.gpt2(python, in: dir)
         try ArchFixture.writeIDs(Self.ids, to: dir.file("ids.json"))
         try ArchFixture.run(python, ["gpt2-forward", folder, dir.file("ids.json"), dir.file("ref.f32")])
         let ref = try ArchFixture.floats(dir.file("ref.f32"))
@@ -46,11 +46,12 @@ import Testing
     }
 
     /// GPT2Config's attention scaling switches, against the reference with the same config.
-    @Test(arguments: [["scale_attn_weights": false], ["scale_attn_by_inverse_layer_idx": true]] as [[String: Bool]])
+    @Test(.requires { try TestEnvironment.python }, .requires { try ArchFixture.gpt2Text },
+          arguments: [["scale_attn_weights": false], ["scale_attn_by_inverse_layer_idx": true]] as [[String: Bool]])
     func attentionScalingFollowsTheConfig(_ edit: [String: Bool]) throws {
-        guard let python = TestEnvironment.python else { return }
+        let python = try TestEnvironment.python
         let dir = TemporaryDirectory("kiln-gpt2")
-        guard let folder = try ArchFixture.gpt2(python, in: dir) else { return }
+        let folder = try ArchFixture.gpt2(python, in: dir)
         try CheckpointFixture.editJSON(folder + "/config.json") { o in for (k, v) in edit { o[k] = .bool(v) } }
         try ArchFixture.writeIDs(Self.ids, to: dir.file("ids.json"))
         try ArchFixture.run(python, ["gpt2-forward", folder, dir.file("ids.json"), dir.file("ref.f32")])
@@ -121,9 +122,9 @@ import Testing
     /// `kiln eval`, `generate` and `compare` on the tiny GPT-2: perplexity equals the numpy forward's by
     /// protocol kiln-ppl-v1; every generated token is the reference's argmax.
     @Test func cliEvalGenerateCompare() throws {
-        guard let python = TestEnvironment.python else { return }
+        let python = try TestEnvironment.python
         let dir = TemporaryDirectory("kiln-gpt2")
-        guard let folder = try ArchFixture.gpt2(python, in: dir) else { return }
+        let folder = try ArchFixture.gpt2(python, in: dir)
         let text = TestEnvironment.shared + "/data/tinystories_valid_eval.txt"
         let eval = try runKiln(["eval", folder, "--text", text, "--seq-len", "48", "--max-tokens", "1000", "--json"])
         #expect(eval.status == 0, "\(eval.stderr)")
@@ -157,9 +158,9 @@ import Testing
 
     /// HF → TensorRT-LLM (tp 2) → HF: the merged checkpoint runs to the same logits, bit for bit.
     @Test func tensorRTLLMRoundTripRunsToTheSameLogits() throws {
-        guard let python = TestEnvironment.python else { return }
+        let python = try TestEnvironment.python
         let dir = TemporaryDirectory("kiln-gpt2")
-        guard let folder = try ArchFixture.gpt2(python, in: dir) else { return }
+        let folder = try ArchFixture.gpt2(python, in: dir)
         let model = try EngineFixtures.load(folder)
         try CheckpointFixture.write(model, "trtllm", to: dir.file("trt"), ["tp": "2"])
         let back = try CheckpointFixture.read(dir.file("trt"), "trtllm")

@@ -63,9 +63,12 @@ struct GraphInterpreterTests {
     /// Tolerance: max |kiln − onnxruntime| ≤ 1e-4 × max |onnxruntime output| (f32 sums in a different order).
     static let tolerance = 1e-4
 
-    @Test("PP-OCR det / rec / cls on two eval images match onnxruntime", arguments: ["det", "rec", "cls"])
+    @Test("PP-OCR det / rec / cls on two eval images match onnxruntime",
+          .requires { try TestEnvironment.python }, .requires { try TestEnvironment.sharedModel("ppocr-v4-onnx") },
+          arguments: ["det", "rec", "cls"])
     func ppocr(_ kind: String) throws {
-        guard let python = TestEnvironment.python, let folder = TestEnvironment.sharedModel("ppocr-v4-onnx") else { return }
+        let python = try TestEnvironment.python
+        let folder = try TestEnvironment.sharedModel("ppocr-v4-onnx")
         let model = try #require(FileSystem.list(folder)?.first { $0.contains("_\(kind)_") && $0.hasSuffix(".onnx") })
         let inputs = try GraphCheck.firstSamples(folder + "/inputs/\(kind).eval.npz", 2, into: dir)
         let result = try GraphCheck.compare(python, model: folder + "/" + model, inputs: inputs, dir: dir)
@@ -74,7 +77,8 @@ struct GraphInterpreterTests {
 
     @Test("MiniLM (BERT, opset 17) on tokenized sentences matches onnxruntime, int64 outputs exactly")
     func minilm() throws {
-        guard let python = TestEnvironment.python, let folder = TestEnvironment.sharedModel("paraphrase-MiniLM-L3-v2-onnx") else { return }
+        let python = try TestEnvironment.python
+        let folder = try TestEnvironment.sharedModel("paraphrase-MiniLM-L3-v2-onnx")
         let inputs = dir.file("minilm.npz")
         let made = try runVerifyScript(python, "graph_check.py", ["minilm", folder + "/tokenizer.json", inputs])
         try #require(made.status == 0, "\(made.stderr)")
@@ -85,7 +89,7 @@ struct GraphInterpreterTests {
 
     @Test("single-op models built with onnx.helper (Resize, ConvTranspose, grouped Conv, negative Slice steps, legacy opsets)")
     func ops() throws {
-        guard let python = TestEnvironment.python else { return }
+        let python = try TestEnvironment.python
         let made = try runVerifyScript(python, "graph_check.py", ["ops", dir.path])
         try #require(made.status == 0, "\(made.stderr)")
         let names = try #require(JSONValue.parse(Array(made.stdout.utf8))["models"]?.arrayValue).compactMap(\.stringValue)

@@ -11,8 +11,8 @@ struct GraphQuantizerTests {
 
     /// Quantize a shared PP-OCR model on `samples` calibration images and write it as ONNX.
     func quantize(_ kind: String, samples: Int, options: GraphQuantizer.Options = GraphQuantizer.Options())
-        throws -> (source: String, output: String, report: GraphQuantizer.Report)? {
-        guard let folder = TestEnvironment.sharedModel("ppocr-v4-onnx") else { return nil }
+        throws -> (source: String, output: String, report: GraphQuantizer.Report) {
+        let folder = try TestEnvironment.sharedModel("ppocr-v4-onnx")
         let name = try #require(FileSystem.list(folder)?.first { $0.contains("_\(kind)_") && $0.hasSuffix(".onnx") })
         let model = try GraphCheck.read(folder + "/" + name)
         var o = options
@@ -33,7 +33,8 @@ struct GraphQuantizerTests {
 
     @Test("cls (opset 11) INT8: valid opset-13 Q/DQ file; Kiln's fake-quant run of it matches onnxruntime (cosine ≥ 0.9999); top-1 = FP32")
     func classifier() throws {
-        guard let python = TestEnvironment.python, let q = try quantize("cls", samples: 4) else { return }
+        let python = try TestEnvironment.python
+        let q = try quantize("cls", samples: 4)
         #expect(q.report.quantizedNodes.count == 54 && q.report.calibrationSamples == 4)
         let info = try check(python, q.output)
         #expect(info["opset"]?.intValue == 13)
@@ -53,11 +54,11 @@ struct GraphQuantizerTests {
 
     @Test("det (ConvTranspose, Resize, opset 12) INT8 with an excluded node: valid, runs in onnxruntime like in Kiln")
     func detector() throws {
-        guard let python = TestEnvironment.python else { return }
+        let python = try TestEnvironment.python
         var options = GraphQuantizer.Options()
         options.exclude = ["p2o.ConvTranspose.2"]
         options.range = .max
-        guard let q = try quantize("det", samples: 2, options: options) else { return }
+        let q = try quantize("det", samples: 2, options: options)
         #expect(q.report.excludedNodes.count == 1 && q.report.excludedNodes == ["p2o.ConvTranspose.2"], "\(q.report.excludedNodes)")
         #expect(!q.report.quantizedNodes.isEmpty && q.report.quantizedNodes.contains("p2o.ConvTranspose.0"))
         _ = try check(python, q.output)
@@ -71,7 +72,8 @@ struct GraphQuantizerTests {
     func classifierFP8() throws {
         var options = GraphQuantizer.Options()
         options.algorithm = .fp8
-        guard let python = TestEnvironment.python, let q = try quantize("cls", samples: 4, options: options) else { return }
+        let python = try TestEnvironment.python
+        let q = try quantize("cls", samples: 4, options: options)
         #expect(try check(python, q.output)["opset"]?.intValue == 19)
         let inputs = try GraphCheck.firstSamples(TestEnvironment.shared + "/models/ppocr-v4-onnx/inputs/cls.eval.npz", 4, into: dir)
         for (name, r) in try GraphCheck.compare(python, model: q.output, inputs: inputs, dir: dir) {
@@ -84,7 +86,7 @@ struct GraphQuantizerTests {
         var options = GraphQuantizer.Options()
         options.excludeSensitive = 2
         options.batch = 2
-        guard let q = try quantize("cls", samples: 2, options: options) else { return }
+        let q = try quantize("cls", samples: 2, options: options)
         #expect(q.report.sensitiveNodes.count == 2 && q.report.quantizedNodes.count == 52)
         #expect(Set(q.report.excludedNodes) == Set(q.report.sensitiveNodes.map(\.node)))
         #expect(q.report.sensitiveNodes[0].error >= q.report.sensitiveNodes[1].error && q.report.sensitiveNodes[1].error > 0)
@@ -99,7 +101,8 @@ struct GraphQuantizerTests {
     func outputPairs() throws {
         var options = GraphQuantizer.Options()
         options.outputQDQ = true
-        guard let python = TestEnvironment.python, let q = try quantize("cls", samples: 4, options: options) else { return }
+        let python = try TestEnvironment.python
+        let q = try quantize("cls", samples: 4, options: options)
         let info = try check(python, q.output)
         // 54 input pairs + one output pair per quantized node whose output is not a graph output.
         #expect(info["quantize_linear"]?.intValue == 108, "\(info)")
@@ -120,7 +123,8 @@ struct GraphQuantizerTests {
         options.excludeSensitive = 2
         options.sensitivity = .inContext
         options.batch = 2
-        guard let python = TestEnvironment.python, let q = try quantize("cls", samples: 2, options: options) else { return }
+        let python = try TestEnvironment.python
+        let q = try quantize("cls", samples: 2, options: options)
         #expect(q.report.sensitiveNodes.count == 2 && q.report.quantizedNodes.count == 52)
         #expect(Set(q.report.excludedNodes) == Set(q.report.sensitiveNodes.map(\.node)))
         #expect(q.report.sensitiveNodes[0].error >= q.report.sensitiveNodes[1].error && q.report.sensitiveNodes[0].error > 0,
@@ -146,7 +150,8 @@ struct GraphQuantizerTests {
 
     @Test("MiniLM (opset 17, MatMul initializers) INT8: valid; Kiln matches onnxruntime on it; pooled output close to FP32")
     func minilm() throws {
-        guard let python = TestEnvironment.python, let folder = TestEnvironment.sharedModel("paraphrase-MiniLM-L3-v2-onnx") else { return }
+        let python = try TestEnvironment.python
+        let folder = try TestEnvironment.sharedModel("paraphrase-MiniLM-L3-v2-onnx")
         let inputs = dir.file("minilm.npz")
         let made = try runVerifyScript(python, "graph_check.py", ["minilm", folder + "/tokenizer.json", inputs])
         try #require(made.status == 0, "\(made.stderr)")

@@ -19,13 +19,11 @@ import Testing
                            outputStatistics: true, kvCache: true, only: only)
     }
 
-    /// stories260K's folder (model and tokenizer) and the calibration text, or nil (reason printed).
-    static func stories() -> String? {
-        guard let dir = TestEnvironment.sharedModel("stories260K") else { return nil }
-        guard FileSystem.exists(text) else {
-            print("skipping: \(text) is absent")
-            return nil
-        }
+    /// stories260K's folder (model and tokenizer), once the calibration text is known to be there.
+    /// - Throws: cancels the current test when either is absent.
+    static func stories() throws -> String {
+        let dir = try TestEnvironment.sharedModel("stories260K")
+        _ = try TestEnvironment.sharedFile("data/tinystories_valid_calib.txt")
         return dir
     }
 
@@ -109,13 +107,13 @@ import Testing
     }
 
     @Test func stories260KStatisticsEqualAFullCalibration() throws {
-        guard let dir = Self.stories() else { return }
+        let dir = try Self.stories()
         try Self.expectLayerwiseEqualsFull(try EngineFixtures.load(dir), tokenizer: dir)
     }
 
     @Test func syntheticStatisticsEqualAFullCalibration() throws {
         // The synthetic model's vocabulary (512) is stories260K's: its tokenizer makes the ids.
-        guard let dir = Self.stories() else { return }
+        let dir = try Self.stories()
         var shape = SyntheticModel.LlamaShape()
         shape.layers = 3
         shape.tiedEmbeddings = false
@@ -125,7 +123,7 @@ import Testing
     /// Replacements returned for layer L feed layers > L: each layer's statistics equal a full
     /// calibration of the model with the replacements of the layers before it.
     @Test func laterLayersSeeTheReplacedWeights() throws {
-        guard let dir = Self.stories() else { return }
+        let dir = try Self.stories()
         let model = try EngineFixtures.load(dir)
         let request = Self.request()
         let p0 = "model.layers.0.", p2 = "model.layers.2."
@@ -154,7 +152,7 @@ import Testing
     /// With `only`, layers asked for nothing get empty statistics (and still see earlier replacements);
     /// layers after the last one asked for are not run.
     @Test func onlyRestrictsTheStatistics() throws {
-        guard let dir = Self.stories() else { return }
+        let dir = try Self.stories()
         var shape = SyntheticModel.LlamaShape()
         shape.layers = 4
         let model = try SyntheticModel.llama(shape)
@@ -172,7 +170,7 @@ import Testing
     }
 
     @Test func badReplacementsAreRefused() throws {
-        guard let dir = Self.stories() else { return }
+        let dir = try Self.stories()
         let model = try SyntheticModel.llama()
         let request = Self.request()
         func error(_ update: @escaping (Int) throws -> [Tensor]) -> String {

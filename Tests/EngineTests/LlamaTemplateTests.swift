@@ -11,7 +11,8 @@ import Testing
 /// must be < 1e-4.
 @Suite struct LlamaTemplateTests {
     @Test func stories260KMatchesGoldenLogits() throws {
-        guard let dir = TestEnvironment.sharedModel("stories260K"), let golden = try EngineFixtures.goldenLogits(dir) else { return }
+        let dir = try TestEnvironment.sharedModel("stories260K")
+        let golden = try EngineFixtures.goldenLogits(dir)
         let model = try EngineFixtures.load(dir)
         let exec = try Executor(model: model)
         let logits = try exec.logits([golden.ids])
@@ -22,8 +23,8 @@ import Testing
     }
 
     @Test func smolLM2MatchesGoldenLogits() throws {
-        guard let dir = EngineFixtures.smolLM2Dir(),
-              let golden = try EngineFixtures.goldenLogits(TestEnvironment.shared + "/models/SmolLM2-135M") else { return }
+        let dir = try TestEnvironment.smolLM2
+        let golden = try EngineFixtures.goldenLogits(try TestEnvironment.sharedModel("SmolLM2-135M"))
         let model = try EngineFixtures.load(dir)
         let exec = try Executor(model: model)
         let logits = try exec.logits([golden.ids])
@@ -38,11 +39,14 @@ import Testing
 
     @Test func stories260KGreedyTextMatchesReadme() throws {
         // README: greedy from BOS gives "Once upon a time, there was a little girl named Lily. ..."
-        guard let dir = TestEnvironment.sharedModel("stories260K"), let python = TestEnvironment.python else { return }
+        let dir = try TestEnvironment.sharedModel("stories260K")
+        let python = try TestEnvironment.python
         let text = TemporaryDirectory("kiln-engine")
         let path = text.file("prefix.txt")
         try "Once upon a time, there was a little girl named Lily. She loved to play outside in the park.".write(toFile: path, atomically: true, encoding: .utf8)
-        guard let expected = try EngineFixtures.tokenize(python: python, tokenizer: dir + "/tokenizer.json", text: path, maxTokens: 0) else { return }
+        guard let expected = try EngineFixtures.tokenize(python: python, tokenizer: dir + "/tokenizer.json", text: path, maxTokens: 0) else {
+            try TestEnvironment.skip("python `tokenizers` is absent from KILN_TEST_PYTHON's venv")
+        }
         let exec = try Executor(model: try EngineFixtures.load(dir))
         let generated = try exec.generate(prompt: [1], maxNewTokens: expected.count, eos: 2)
         #expect(generated == expected)
@@ -198,29 +202,16 @@ enum EngineFixtures {
         try TestEnvironment.plugins.reader(for: dir).read(path: dir, context: KilnContext())
     }
 
-    /// KILN_SMOLLM2_DIR when it holds a built checkpoint, else nil with a printed reason.
-    static func smolLM2Dir() -> String? {
-        guard let dir = ProcessInfo.processInfo.environment["KILN_SMOLLM2_DIR"], FileSystem.exists(dir + "/model.safetensors") else {
-            print("skipping: KILN_SMOLLM2_DIR is not set or has no model.safetensors (make smollm2 builds it)")
-            return nil
-        }
-        return dir
-    }
-
-    /// `golden/logits.npz` of a model folder, read through python; nil (reason printed) without python.
-    static func goldenLogits(_ modelDir: String) throws -> GoldenLogits? {
-        guard let python = TestEnvironment.python else { return nil }
-        guard FileSystem.exists(modelDir + "/golden/logits.npz") else {
-            print("skipping: \(modelDir)/golden/logits.npz is absent")
-            return nil
-        }
+    /// `golden/logits.npz` of a model folder, read through python.
+    /// - Throws: cancels the current test without python or without the file; `KilnError(.internal)` when
+    ///   the script fails (numpy is part of the test venv: a failure here is a real failure, not a reason to skip).
+    static func goldenLogits(_ modelDir: String) throws -> GoldenLogits {
+        let python = try TestEnvironment.python
+        let npz = modelDir + "/golden/logits.npz"
+        guard FileSystem.exists(npz) else { try TestEnvironment.skip("\(npz) is absent") }
         let tmp = TemporaryDirectory("kiln-golden")
-        let r = try runVerifyScript(python, "engine_golden.py", ["npz", modelDir + "/golden/logits.npz", tmp.path])
-        guard r.status == 0 else {
-            // numpy is part of the test venv: a failure here is a real failure, not a reason to skip.
-            Issue.record("engine_golden.py npz failed: \(r.stdout) \(r.stderr)")
-            return nil
-        }
+        let r = try runVerifyScript(python, "engine_golden.py", ["npz", npz, tmp.path])
+        guard r.status == 0 else { throw KilnError(.internal, "engine_golden.py npz failed: \(r.stdout) \(r.stderr)") }
         let info = try JSONValue.parse(Array(r.stdout.utf8))
         let vocab = Int(info["logits"]?["shape"]?[1]?.intValue ?? 0)
         let ids: [Int64] = try raw(tmp.file("ids.bin"))
@@ -228,17 +219,14 @@ enum EngineFixtures {
         return GoldenLogits(ids: ids.map { Int($0) }, logits: logits, vocab: vocab)
     }
 
-    /// Ids of a text file by the `tokenizers` package (whole file, no special tokens); nil (reason printed) without it.
+    /// Ids of a text file by the `tokenizers` package (whole file, no special tokens); nil when python has no `tokenizers`.
+    /// - Throws: `KilnError(.internal)` when the script fails otherwise.
     static func tokenize(python: String, tokenizer: String, text: String, maxTokens: Int) throws -> [Int]? {
         let tmp = TemporaryDirectory("kiln-ids")
         let r = try runVerifyScript(python, "engine_golden.py", ["tokenize", tokenizer, text, String(maxTokens), tmp.file("ids.bin")])
         guard r.status == 0 else {
-            if r.stderr.contains("No module named 'tokenizers'") {
-                print("note: python `tokenizers` is absent; using Kiln's tokenizer for the ids")
-            } else {
-                Issue.record("engine_golden.py tokenize failed: \(r.stdout) \(r.stderr)")
-            }
-            return nil
+            if r.stderr.contains("No module named 'tokenizers'") { return nil }
+            throw KilnError(.internal, "engine_golden.py tokenize failed: \(r.stdout) \(r.stderr)")
         }
         let ids: [Int64] = try raw(tmp.file("ids.bin"))
         return ids.map { Int($0) }
@@ -247,8 +235,7 @@ enum EngineFixtures {
     /// Ids of a text file (whole file, no special tokens): from python `tokenizers` (the reference)
     /// when the test venv is there, else from Kiln's own ``Tokenizer``.
     static func ids(tokenizer: String, text: String) throws -> [Int] {
-        if ProcessInfo.processInfo.environment["KILN_TEST_PYTHON"] != nil, let python = TestEnvironment.python,
-           let ids = try tokenize(python: python, tokenizer: tokenizer, text: text, maxTokens: 0) {
+        if let python = TestEnvironment.pythonIfPresent, let ids = try tokenize(python: python, tokenizer: tokenizer, text: text, maxTokens: 0) {
             return ids
         }
         print("tokenizing \(text) with Kiln's Tokenizer (no python tokenizers)")

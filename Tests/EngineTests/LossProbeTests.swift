@@ -49,7 +49,7 @@ import Testing
     }
 
     @Test func lossWithReplacementsEqualsAFullForwardOfTheReplacedModel() throws {
-        guard let dir = L.stories() else { return }
+        let dir = try L.stories()
         let model = try EngineFixtures.load(dir)
         let calibration = L.calibration(tokenizer: dir)
         let probe = try calibration.lossProbe(model, request: Self.request(), progress: nil)
@@ -74,7 +74,7 @@ import Testing
     }
 
     @Test func aFloatWeightWithAnInputScaleQuantizesTheInputOnly() throws {
-        guard let dir = L.stories() else { return }
+        let dir = try L.stories()
         let model = try EngineFixtures.load(dir)
         let probe = try L.calibration(tokenizer: dir).lossProbe(model, request: Self.request(), progress: nil)
         let name = "model.layers.1.mlp.down_proj.weight"
@@ -88,7 +88,7 @@ import Testing
     }
 
     @Test func weightsOutsideTheDecoderLayersAreRefused() throws {
-        guard let dir = L.stories() else { return }
+        let dir = try L.stories()
         let model = try EngineFixtures.load(dir)
         let probe = try L.calibration(tokenizer: dir).lossProbe(model, request: Self.request(), progress: nil)
         let embed = model["model.embed_tokens.weight"]!

@@ -7,7 +7,7 @@ import Testing
 /// Perplexity by protocol kiln-ppl-v1 and its sliding-window variant.
 @Suite struct PerplexityTests {
     @Test func stories260KMatchesGoldenPerplexity() throws {
-        guard let dir = TestEnvironment.sharedModel("stories260K") else { return }
+        let dir = try TestEnvironment.sharedModel("stories260K")
         let golden = try JSONValue.parse(Array(try Data(contentsOf: URL(fileURLWithPath: dir + "/golden/ppl.json"))))
         let exec = try Executor(model: try EngineFixtures.load(dir))
         for entry in golden.arrayValue ?? [] {

@@ -27,10 +27,22 @@ import Testing
 
     // MARK: - Whole files and tricky strings
 
-    @Test(arguments: models) func wholeTextFilesMatchReference(model: String) throws {
-        guard let python = TestEnvironment.python, let folder = TestEnvironment.sharedModel(model) else { return }
-        let texts = Self.texts.map { TestEnvironment.shared + "/data/\($0).txt" }.filter(FileSystem.exists)
-        guard !texts.isEmpty else { return print("skipping: no text files in \(TestEnvironment.shared)/data") }
+    /// The files of `texts` in ../shared/data that are there.
+    /// - Throws: cancels the current test when none is.
+    static var textFiles: [String] {
+        get throws {
+            let files = texts.map { TestEnvironment.shared + "/data/\($0).txt" }.filter(FileSystem.exists)
+            guard !files.isEmpty else { try TestEnvironment.skip("no text files in \(TestEnvironment.shared)/data") }
+            return files
+        }
+    }
+
+    @Test(.requires { try TestEnvironment.python }, .requires { try models.map(TestEnvironment.sharedModel) },
+          .requires { try textFiles }, arguments: models)
+    func wholeTextFilesMatchReference(model: String) throws {
+        let python = try TestEnvironment.python
+        let folder = try TestEnvironment.sharedModel(model)
+        let texts = try Self.textFiles
         let tokenizer = try Tokenizer.load(path: folder)
         let dir = TemporaryDirectory("kiln-tokenizer")
         let outputs = texts.indices.map { dir.file("\($0).bin") }
@@ -45,15 +57,17 @@ import Testing
         }
     }
 
-    @Test(arguments: models) func trickyStringsMatchReference(model: String) throws {
-        guard let python = TestEnvironment.python, let folder = TestEnvironment.sharedModel(model) else { return }
+    @Test(.requires { try TestEnvironment.python }, .requires { try models.map(TestEnvironment.sharedModel) }, arguments: models)
+    func trickyStringsMatchReference(model: String) throws {
+        let python = try TestEnvironment.python
+        let folder = try TestEnvironment.sharedModel(model)
         let tokenizer = try Tokenizer.load(path: folder)
         let reference = try referenceCases(python, [folder + "/tokenizer.json"], cases: Self.tricky)[0]
         compare(tokenizer, reference, cases: Self.tricky, label: model)
     }
 
     @Test func byteLevelRoundTrip() throws {
-        guard let folder = TestEnvironment.sharedModel("SmolLM2-135M") else { return }
+        let folder = try TestEnvironment.sharedModel("SmolLM2-135M")
         let tokenizer = try Tokenizer.load(path: folder)
         for text in Self.tricky {
             #expect(tokenizer.decode(tokenizer.encode(text), skipSpecialTokens: false) == text)
@@ -61,30 +75,30 @@ import Testing
     }
 
     @Test func specialTokens() throws {
-        if let folder = TestEnvironment.sharedModel("stories260K") {
-            let t = try Tokenizer.load(path: folder)
+        do {
+            let t = try Tokenizer.load(path: try TestEnvironment.sharedModel("stories260K"))
             #expect((t.bosTokenId, t.eosTokenId, t.unkTokenId, t.vocabSize) == (1, 2, 0, 512))
             #expect(t.encode("Hello world", addSpecialTokens: true) == [1] + t.encode("Hello world"))
             #expect(t.encode("", addSpecialTokens: true) == [1])
             #expect(t.decode([1, 346, 306, 414, 2]) == "Hello")
             #expect(t.id(of: "<s>") == 1 && t.id(of: "▁He") == 346 && t.id(of: "nope") == nil)
         }
-        if let folder = TestEnvironment.sharedModel("SmolLM2-135M") {
-            let t = try Tokenizer.load(path: folder)
+        do {
+            let t = try Tokenizer.load(path: try TestEnvironment.sharedModel("SmolLM2-135M"))
             #expect((t.bosTokenId, t.eosTokenId, t.unkTokenId, t.vocabSize) == (1, 2, 0, 49152))
             // Its post-processor adds nothing: callers prepend bosTokenId themselves (kiln-ppl-v1).
             #expect(t.encode("Hello world", addSpecialTokens: true) == [19556, 905])
             #expect(t.encode("<|im_start|>Hi") == [1] + t.encode("Hi"))
         }
-        if let folder = TestEnvironment.sharedModel("paraphrase-MiniLM-L3-v2-onnx") {
-            let t = try Tokenizer.load(path: folder)
+        do {
+            let t = try Tokenizer.load(path: try TestEnvironment.sharedModel("paraphrase-MiniLM-L3-v2-onnx"))
             #expect((t.bosTokenId, t.eosTokenId, t.unkTokenId, t.vocabSize) == (101, 102, 100, 30522))
             #expect(t.encode("Hello world", addSpecialTokens: true) == [101, 7592, 2088, 102])
         }
     }
 
     @Test func sentencePieceModelMatchesTokenizerJSON() throws {
-        guard let folder = TestEnvironment.sharedModel("stories260K") else { return }
+        let folder = try TestEnvironment.sharedModel("stories260K")
         let json = try Tokenizer.load(path: folder + "/tokenizer.json")
         let model = try Tokenizer.load(path: folder + "/tokenizer.model")
         #expect((model.bosTokenId, model.eosTokenId, model.unkTokenId, model.vocabSize) == (1, 2, 0, 512))
@@ -103,10 +117,8 @@ import Testing
     // MARK: - Variants of the real files
 
     @Test func variantsMatchReference() throws {
-        guard let python = TestEnvironment.python else { return }
-        guard let smol = try base("SmolLM2-135M"), let stories = try base("stories260K"),
-            let bert = try base("paraphrase-MiniLM-L3-v2-onnx")
-        else { return }
+        let python = try TestEnvironment.python
+        let smol = try base("SmolLM2-135M"), stories = try base("stories260K"), bert = try base("paraphrase-MiniLM-L3-v2-onnx")
         let variants = Self.variants(smol: smol, stories: stories, bert: bert)
         var cases = Self.tricky
         let wiki = TestEnvironment.shared + "/data/wikitext2_test_raw.txt"
@@ -196,7 +208,7 @@ import Testing
     // MARK: - Refusals
 
     @Test func refusesUnsupportedComponents() throws {
-        guard let stories = try base("stories260K") else { return }
+        let stories = try base("stories260K")
         let dir = TemporaryDirectory("kiln-tokenizer")
         let file = dir.file("tokenizer.json")
         func error(_ json: JSONValue) throws -> KilnError? {
@@ -225,9 +237,8 @@ import Testing
 
     // MARK: - Helpers
 
-    private func base(_ model: String) throws -> JSONValue? {
-        guard let folder = TestEnvironment.sharedModel(model) else { return nil }
-        return try JSONValue.parse(FileSystem.readBytes(folder + "/tokenizer.json"), rejectDuplicateKeys: false)
+    private func base(_ model: String) throws -> JSONValue {
+        try JSONValue.parse(FileSystem.readBytes(try TestEnvironment.sharedModel(model) + "/tokenizer.json"), rejectDuplicateKeys: false)
     }
 
     private func runReference(_ python: String, _ arguments: [String]) throws {

@@ -17,18 +17,18 @@ import Testing
         #expect(d.isEmpty, "\(d)")
         #expect(back.quantization == model.quantization)
         #expect(back.config == model.config, "quantization_config is not part of the IR's config")
-        if let python = TestEnvironment.python {
-            let out = try F.pythonCheck(python, "hfquant", dir.file("ckpt"), expected: Q.expected(model))
-            #expect(out == nil, "\(out ?? "")")
-        }
+        let python = try TestEnvironment.python
+        let out = try F.pythonCheck(python, "hfquant", dir.file("ckpt"), expected: Q.expected(model))
+        #expect(out == nil, "\(out ?? "")")
         return dir
     }
 
     func json(_ path: String) throws -> JSONValue { try JSONValue.parse(FileSystem.readBytes(path)) }
 
-    @Test(arguments: [true, false])
+    @Test(.requires { try TestEnvironment.sharedModel("stories260K") }, .requires { try TestEnvironment.python },
+          arguments: [true, false])
     func fp8IsExact(_ shared: Bool) throws {
-        guard let base = try F.stories260K() else { return }
+        let base = try F.stories260K()
         let model = try Q.quantize(base, .fp8(shareFused: shared, kvCache: true))
         let dir = try roundTrip(model)
         let t = try F.tensors(dir.file("ckpt/model.safetensors"))
@@ -43,7 +43,7 @@ import Testing
     }
 
     @Test func int8SmoothQuantIsExact() throws {
-        guard let base = try F.stories260K() else { return }
+        let base = try F.stories260K()
         let dir = try roundTrip(try Q.quantize(base, .int8SQ))
         let t = try F.tensors(dir.file("ckpt/model.safetensors"))
         let p = "model.layers.2."
@@ -54,7 +54,7 @@ import Testing
     }
 
     @Test func int4AWQWithFoldedNormsIsExact() throws {
-        guard let base = try F.stories260K() else { return }
+        let base = try F.stories260K()
         let model = try Q.quantize(base, .int4AWQ(group: 16, foldedNorms: true), skip: ["mlp.down_proj"])
         let dir = try roundTrip(model)
         let t = try F.tensors(dir.file("ckpt/model.safetensors"))

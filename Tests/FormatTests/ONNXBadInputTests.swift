@@ -34,9 +34,9 @@ import Testing
         ("cycle", #"bad.onnx: graph › node "first" (Add) › input 1: "b" is produced by a later node "second" (a cycle, or nodes not in topological order)"#),
     ]
 
-    @Test(arguments: cases.map(\.kind))
+    @Test(.requires { try TestEnvironment.python }, arguments: cases.map(\.kind))
     func badModelIsRefused(_ kind: String) throws {
-        guard let python = TestEnvironment.python else { return }
+        let python = try TestEnvironment.python
         let parent = TemporaryDirectory()
         let dir = parent.file("model")
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: false)
@@ -64,7 +64,7 @@ import Testing
     }
 
     @Test func truncatedProtobufNamesTheOffsetAndField() throws {
-        guard let source = ONNXTest.sharedFile("stories260K/onnx/model.onnx") else { return }
+        let source = try TestEnvironment.sharedModel("stories260K/onnx/model.onnx")
         let dir = TemporaryDirectory()
         try Data(try FileSystem.readBytes(source).prefix(5000)).write(to: URL(fileURLWithPath: dir.file("cut.onnx")))
         #expect(refusal(dir.file("cut.onnx"), folder: dir.path)

@@ -10,15 +10,16 @@ import Testing
 /// the Kiln executor and independent references (numpy GPT-2, the third-party MiniLM export).
 @Suite struct ONNXLLMExportTests {
     /// stories260K from safetensors with the template's graph.
-    func llama() throws -> Model? {
-        guard let folder = TestEnvironment.sharedModel("stories260K") else { return nil }
+    func llama() throws -> Model {
+        let folder = try TestEnvironment.sharedModel("stories260K")
         let model = try ONNXTest.plugins.reader(for: folder, named: "safetensors").read(path: folder, context: KilnContext())
         model.graph = try LlamaTemplate.build(config: try #require(model.config), weights: model)
         return model
     }
 
     @Test func llamaExportMatchesGoldenLogits() throws {
-        guard let python = TestEnvironment.python, let model = try llama() else { return }
+        let python = try TestEnvironment.python
+        let model = try llama()
         let dir = TemporaryDirectory()
         let out = dir.file("llama.onnx")
         try ONNXTest.write(model, out)
@@ -35,7 +36,8 @@ import Testing
     }
 
     @Test func quantizedLlamaExportRuns() throws {
-        guard let python = TestEnvironment.python, let model = try llama() else { return }
+        let python = try TestEnvironment.python
+        let model = try llama()
         // FP8 per-tensor weights with static input scales on every projection of layer 0 (W8A8).
         for name in ["q_proj", "k_proj", "v_proj", "o_proj"].map({ "model.layers.0.self_attn.\($0).weight" })
             + ["gate_proj", "up_proj", "down_proj"].map({ "model.layers.0.mlp.\($0).weight" }) {
@@ -68,9 +70,9 @@ import Testing
     static let gpt2IDs = [[5, 17, 200, 33, 41, 9, 120, 77, 3, 250], [300, 2, 45, 45, 18, 99, 7]]
 
     @Test func gpt2ExportMatchesTheExecutorAndTheNumpyReference() throws {
-        guard let python = TestEnvironment.python else { return }
+        let python = try TestEnvironment.python
         let dir = TemporaryDirectory("kiln-onnx-gpt2")
-        guard let folder = try ArchFixture.gpt2(python, in: dir) else { return }
+        let folder = try ArchFixture.gpt2(python, in: dir)
         let model = try export(folder, to: dir.file("gpt2.onnx"))
         try ONNXTest.check(python, ["check", dir.file("gpt2.onnx")])
         try ArchFixture.writeIDs(Self.gpt2IDs, to: dir.file("ids.json"))
@@ -102,9 +104,10 @@ import Testing
     }
 
     @Test func bertExportMatchesTheOriginalExportAndTheExecutor() throws {
-        guard let python = TestEnvironment.python else { return }
+        let python = try TestEnvironment.python
         let dir = TemporaryDirectory("kiln-onnx-bert")
-        guard let folder = try ArchFixture.miniLM(python, in: dir), let original = ArchFixture.miniLMOnnx else { return }
+        let folder = try ArchFixture.miniLM(python, in: dir)
+        let original = try ArchFixture.miniLMOnnx
         var rng = SplitMix64(seed: 5)
         let model = try export(folder, to: dir.file("bert.onnx")) { m in
             // A pooler (the sentence-transformers export has none) so that pooler_output is exported too.

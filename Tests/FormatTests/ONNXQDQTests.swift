@@ -21,9 +21,9 @@ import Testing
         return copy
     }
 
-    @Test(arguments: variants.map(\.name))
+    @Test(.requires { try TestEnvironment.python }, arguments: variants.map(\.name))
     func exportRunsInOnnxruntimeAndMatchesTheReference(_ name: String) throws {
-        guard let python = TestEnvironment.python else { return }
+        let python = try TestEnvironment.python
         let v = Self.variants.first { $0.name == name }!
         let dir = TemporaryDirectory()
         let model = try QDQTestModel.quantized(v.format, activations: v.activations)
@@ -85,7 +85,7 @@ import Testing
     }
 
     @Test func onnxruntimeQuantizedModelFoldsAndRoundTrips() throws {
-        guard let python = TestEnvironment.python else { return }
+        let python = try TestEnvironment.python
         let dir = TemporaryDirectory()
         try ONNXTest.check(python, ["make", "qdq-float", dir.file("float.onnx")])
         try ONNXTest.check(python, ["quantize-ort", dir.file("float.onnx"), dir.file("ort.onnx")])
@@ -110,7 +110,7 @@ import Testing
     }
 
     @Test func raisingTheOpsetRewritesReduceAxes() throws {
-        guard let python = TestEnvironment.python else { return }
+        let python = try TestEnvironment.python
         let model = try QDQTestModel.quantized(.int4, activations: false)
         model.opsetImports = ["": 13]
         var graph = model.graph!

@@ -24,18 +24,21 @@ import Testing
         return diffs
     }
 
-    @Test(arguments: ONNXTest.realModels.map(\.path))
+    @Test(.requires { try TestEnvironment.python }, .requires { try ONNXTest.realModels.map { try TestEnvironment.sharedModel($0.path) } },
+          arguments: ONNXTest.realModels.map(\.path))
     func realModelRoundTripGivesTheSameOutputs(_ relative: String) throws {
-        guard let python = TestEnvironment.python, let source = ONNXTest.sharedFile(relative) else { return }
+        let python = try TestEnvironment.python
+        let source = try TestEnvironment.sharedModel(relative)
         let options = ONNXTest.realModels.first { $0.path == relative }!.options
         let diffs = try roundTrip(python, source, compareOptions: options)
         print("onnx round trip \(relative): max |diff| \(diffs.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))")
         #expect(diffs.values.allSatisfy { $0 == 0 }, "\(diffs)")
     }
 
-    @Test(arguments: ["encodings", "subgraphs", "functions", "symbolic", "unknown-domain"])
+    @Test(.requires { try TestEnvironment.python },
+          arguments: ["encodings", "subgraphs", "functions", "symbolic", "unknown-domain"])
     func fixtureRoundTrip(_ kind: String) throws {
-        guard let python = TestEnvironment.python else { return }
+        let python = try TestEnvironment.python
         let dir = TemporaryDirectory()
         try ONNXTest.check(python, ["make", kind, dir.file("m.onnx")])
         let diffs = try roundTrip(python, dir.file("m.onnx"), compareOptions: kind == "unknown-domain" ? nil : [])
@@ -43,7 +46,7 @@ import Testing
     }
 
     @Test func readsExternalDataAndWritesItInline() throws {
-        guard let python = TestEnvironment.python else { return }
+        let python = try TestEnvironment.python
         let dir = TemporaryDirectory()
         try ONNXTest.check(python, ["make", "external", dir.file("m.onnx")])
         let model = try ONNXTest.read(dir.file("m.onnx"))
@@ -53,7 +56,8 @@ import Testing
     }
 
     @Test func writesExternalDataOnRequest() throws {
-        guard let python = TestEnvironment.python, let source = ONNXTest.sharedFile("stories260K/onnx/model.onnx") else { return }
+        let python = try TestEnvironment.python
+        let source = try TestEnvironment.sharedModel("stories260K/onnx/model.onnx")
         let dir = TemporaryDirectory()
         let out = dir.file("model.onnx")
         try ONNXTest.write(try ONNXTest.read(source), out, ["external-data": "true"])
@@ -75,7 +79,8 @@ import Testing
     }
 
     @Test func switchesToExternalDataPastTheInlineLimit() throws {
-        guard let python = TestEnvironment.python, let source = ONNXTest.sharedFile("stories260K/onnx/model.onnx") else { return }
+        let python = try TestEnvironment.python
+        let source = try TestEnvironment.sharedModel("stories260K/onnx/model.onnx")
         let dir = TemporaryDirectory()
         let out = dir.file("big.onnx")
         try ONNXTest.write(try ONNXTest.read(source), dir.file("small.onnx"), ["max-inline-bytes": "1500000"])
@@ -86,7 +91,7 @@ import Testing
     }
 
     @Test func sameInputSameBytes() throws {
-        guard let source = ONNXTest.sharedFile("stories260K/onnx/model.onnx") else { return }
+        let source = try TestEnvironment.sharedModel("stories260K/onnx/model.onnx")
         let dir = TemporaryDirectory()
         for (name, options) in [("a", [:]), ("b", [:]), ("c", ["external-data": "true"]), ("d", ["external-data": "true"])] {
             try ONNXTest.write(try ONNXTest.read(source), dir.file(name + ".onnx"), options)
@@ -98,7 +103,7 @@ import Testing
     }
 
     @Test func importKeepsTheGraph() throws {
-        guard let source = ONNXTest.sharedFile("stories260K/onnx/model.onnx") else { return }
+        let source = try TestEnvironment.sharedModel("stories260K/onnx/model.onnx")
         let model = try ONNXTest.read(source)
         #expect(model.opsetImports == ["": 18])
         let graph = try #require(model.graph)
@@ -114,7 +119,7 @@ import Testing
     }
 
     @Test func constantNodesStayNodes() throws {
-        guard let source = ONNXTest.sharedFile("ppocr-v4-onnx/ch_ppocr_mobile_v2.0_cls_infer.onnx") else { return }
+        let source = try TestEnvironment.sharedModel("ppocr-v4-onnx/ch_ppocr_mobile_v2.0_cls_infer.onnx")
         let model = try ONNXTest.read(source)
         let graph = try #require(model.graph)
         let constants = graph.nodes.filter { $0.opType == "Constant" }
@@ -126,7 +131,7 @@ import Testing
     }
 
     @Test func everyTypedEncodingDecodesLikeRawData() throws {
-        guard let python = TestEnvironment.python else { return }
+        let python = try TestEnvironment.python
         let dir = TemporaryDirectory()
         try ONNXTest.check(python, ["make", "encodings", dir.file("m.onnx")])
         let model = try ONNXTest.read(dir.file("m.onnx"))
@@ -145,7 +150,7 @@ import Testing
     }
 
     @Test func functionsAndSubgraphsAreKept() throws {
-        guard let python = TestEnvironment.python else { return }
+        let python = try TestEnvironment.python
         let dir = TemporaryDirectory()
         try ONNXTest.check(python, ["make", "functions", dir.file("f.onnx")])
         try ONNXTest.check(python, ["make", "subgraphs", dir.file("s.onnx")])

@@ -36,14 +36,6 @@ enum ONNXTest {
         ("ppocr-v4-onnx/ch_ppocr_mobile_v2.0_cls_infer.onnx", ["--shape", "x=2,3,48,192"]),
     ]
 
-    /// `../shared/models/NAME`, or nil (with a printed reason) when absent.
-    static func sharedFile(_ relative: String) -> String? {
-        let path = TestEnvironment.shared + "/models/" + relative
-        if FileSystem.exists(path) { return path }
-        print("skipping: \(path) is absent")
-        return nil
-    }
-
     /// Max |a − b| of every output, from a `compare` result.
     static func maxAbs(_ json: JSONValue?) -> [String: Double] {
         var result: [String: Double] = [:]

@@ -19,15 +19,15 @@ import Testing
         for t in model.tensors where t.quant != nil {
             #expect(try ModelDiff.bytes(t.quant!.dequantize(t)) == ModelDiff.bytes(back[t.name]!.quant!.dequantize(back[t.name]!)), "\(t.name)")
         }
-        if let python = TestEnvironment.python {
-            do { let out = try F.pythonCheck(python, "trtllm", dir.file("ckpt"), expected: Q.expected(model)); #expect(out == nil, "\(out ?? "")") }
-        }
+        let python = try TestEnvironment.python
+        do { let out = try F.pythonCheck(python, "trtllm", dir.file("ckpt"), expected: Q.expected(model)); #expect(out == nil, "\(out ?? "")") }
         return dir
     }
 
-    @Test(arguments: [1, 2, 4])
+    @Test(.requires { try TestEnvironment.sharedModel("stories260K") }, .requires { try TestEnvironment.python },
+          arguments: [1, 2, 4])
     func fp8Stories260KIsExact(_ tp: Int) throws {
-        guard let base = try F.stories260K() else { return }
+        let base = try F.stories260K()
         let model = try Q.quantize(base, .fp8(shareFused: true, kvCache: true))
         let dir = try roundTrip(model, tp: tp)
         let t = try F.tensors(dir.file("ckpt/rank\(tp - 1).safetensors"))
@@ -66,9 +66,10 @@ import Testing
                 "fc and gate share one scale")
     }
 
-    @Test(arguments: [1, 2, 4])
+    @Test(.requires { try TestEnvironment.sharedModel("stories260K") }, .requires { try TestEnvironment.python },
+          arguments: [1, 2, 4])
     func int8SmoothQuantIsExact(_ tp: Int) throws {
-        guard let base = try F.stories260K() else { return }
+        let base = try F.stories260K()
         let model = try Q.quantize(base, .int8SQ)
         let dir = try roundTrip(model, tp: tp)
         // Column-parallel: per-channel scales follow their rows; row-parallel: replicated scales, split pre-quant.
@@ -85,9 +86,10 @@ import Testing
         #expect(try t[l + "mlp.proj.weights_scaling_factor"]!.floats() == down.scale.floats())
     }
 
-    @Test(arguments: [1, 2])
+    @Test(.requires { try TestEnvironment.sharedModel("stories260K") }, .requires { try TestEnvironment.python },
+          arguments: [1, 2])
     func int4AWQStories260KIsExact(_ tp: Int) throws {
-        guard let base = try F.stories260K() else { return }
+        let base = try F.stories260K()
         // down_proj's 172 inputs fit no group size that also splits over tp: excluded, as in practice.
         let model = try Q.quantize(base, .int4AWQ(group: 16), skip: ["mlp.down_proj"])
         let dir = try roundTrip(model, tp: tp)
@@ -108,7 +110,7 @@ import Testing
     }
 
     @Test func int4AWQStories260KAtTP4IsRefused() throws {
-        guard let base = try F.stories260K() else { return }
+        let base = try F.stories260K()
         let model = try Q.quantize(base, .int4AWQ(group: 16), skip: ["mlp.down_proj"])
         let dir = TemporaryDirectory()
         #expect {
@@ -119,7 +121,7 @@ import Testing
         #expect(dir.contents.isEmpty)
     }
 
-    @Test(arguments: [1, 2, 4])
+    @Test(.requires { try TestEnvironment.python }, arguments: [1, 2, 4])
     func int4AWQSyntheticIsExact(_ tp: Int) throws {
         let model = try Q.quantize(try F.llama(heads: 8, kvHeads: 2, intermediate: 128), .int4AWQ(group: 16))
         _ = try roundTrip(model, tp: tp)

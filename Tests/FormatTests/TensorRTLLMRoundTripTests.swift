@@ -15,9 +15,10 @@ import Testing
         return (try F.read(dir.file("ckpt"), "trtllm"), dir)
     }
 
-    @Test(arguments: [1, 2, 4])
+    @Test(.requires { try TestEnvironment.sharedModel("stories260K") }, .requires { try TestEnvironment.python },
+          arguments: [1, 2, 4])
     func stories260KIsBitExact(_ tp: Int) throws {
-        guard let model = try F.stories260K() else { return }
+        let model = try F.stories260K()
         let (back, dir) = try roundTrip(model, tp: tp)
         do { let d = try ModelDiff.differences(model, back); #expect(d.isEmpty, "\(d)") }
         #expect(back.tensors.count == 47)
@@ -29,13 +30,12 @@ import Testing
         let files = FileSystem.list(dir.file("ckpt"))!
         #expect(files.filter { $0.hasPrefix("rank") } == (0..<tp).map { "rank\($0).safetensors" })
         #expect(files.contains("tokenizer.json"))
-        if let python = TestEnvironment.python {
-            do { let out = try F.pythonCheck(python, "trtllm", dir.file("ckpt"), expected: model); #expect(out == nil, "\(out ?? "")") }
-        }
+        let python = try TestEnvironment.python
+        do { let out = try F.pythonCheck(python, "trtllm", dir.file("ckpt"), expected: model); #expect(out == nil, "\(out ?? "")") }
     }
 
     @Test func stories260KAtTP8IsRefusedWithoutOutput() throws {
-        guard let model = try F.stories260K() else { return }
+        let model = try F.stories260K()
         let dir = TemporaryDirectory()
         #expect {
             try F.write(model, "trtllm", to: dir.file("ckpt"), ["tp": "8"])
@@ -46,7 +46,7 @@ import Testing
     }
 
     /// 2 KV heads at tp 4 and 8 are repeated; vocab 500 pads lm_head at tp 8; untied lm_head.
-    @Test(arguments: [1, 2, 4, 8])
+    @Test(.requires { try TestEnvironment.python }, arguments: [1, 2, 4, 8])
     func syntheticWithRepeatedKVHeadsIsBitExact(_ tp: Int) throws {
         let model = try F.llama(heads: 8, kvHeads: 2, intermediate: 128, vocab: 500, tied: false)
         let (back, dir) = try roundTrip(model, tp: tp)
@@ -55,9 +55,8 @@ import Testing
         #expect(rank["lm_head.weight"]?.shape == [(500 + tp - 1) / tp, 64])
         // 8 query heads / tp, plus 2 KV heads / tp (at least one, repeated) for k and for v; head size 8
         #expect(rank["transformer.layers.0.attention.qkv.weight"]?.shape == [8 / tp * 8 + 2 * max(2 / tp, 1) * 8, 64])
-        if let python = TestEnvironment.python {
-            do { let out = try F.pythonCheck(python, "trtllm", dir.file("ckpt"), expected: model); #expect(out == nil, "\(out ?? "")") }
-        }
+        let python = try TestEnvironment.python
+        do { let out = try F.pythonCheck(python, "trtllm", dir.file("ckpt"), expected: model); #expect(out == nil, "\(out ?? "")") }
     }
 
     /// SmolLM2-135M's head layout (9 query / 3 KV heads): tp 3 splits it, tp 2 and 4 are refused.
@@ -70,13 +69,12 @@ import Testing
         for tp in [2, 4] {
             #expect(throws: KilnError.self) { try F.write(model, "trtllm", to: dir.file("t\(tp)"), ["tp": String(tp)]) }
         }
-        if let python = TestEnvironment.python {
-            let out = try F.pythonCheck(python, "trtllm", dir.file("ckpt"), expected: model)
-            #expect(out == nil, "\(out ?? "")")
-        }
+        let python = try TestEnvironment.python
+        let out = try F.pythonCheck(python, "trtllm", dir.file("ckpt"), expected: model)
+        #expect(out == nil, "\(out ?? "")")
     }
 
-    @Test(arguments: ["vocab", "hidden"])
+    @Test(.requires { try TestEnvironment.python }, arguments: ["vocab", "hidden"])
     func shardedEmbeddingIsBitExact(_ dim: String) throws {
         let model = try F.llama(heads: 8, kvHeads: 4, intermediate: 128, vocab: 510, tied: true)
         let (back, dir) = try roundTrip(model, tp: 4, ["embedding-sharding": dim])
@@ -92,9 +90,8 @@ import Testing
             #expect(e[(126 * 64)...].allSatisfy { $0 == 0 })
             #expect(Array(e[..<(126 * 64)]) == (try F.slice(model["model.embed_tokens.weight"]!, rows: 384..<510)))
         }
-        if let python = TestEnvironment.python {
-            do { let out = try F.pythonCheck(python, "trtllm", dir.file("ckpt"), expected: model); #expect(out == nil, "\(out ?? "")") }
-        }
+        let python = try TestEnvironment.python
+        do { let out = try F.pythonCheck(python, "trtllm", dir.file("ckpt"), expected: model); #expect(out == nil, "\(out ?? "")") }
     }
 
     /// Rank r: its query heads, then its key heads, then its value heads (KV head r / 2 at 4 ranks
@@ -130,7 +127,7 @@ import Testing
     }
 
     @Test func configJSONIsVerbatim() throws {
-        guard let model = try F.stories260K() else { return }
+        let model = try F.stories260K()
         let dir = TemporaryDirectory()
         try F.write(model, "trtllm", to: dir.file("ckpt"), ["tp": "2"])
         let text = String(decoding: try FileSystem.readBytes(dir.file("ckpt/config.json")), as: UTF8.self)
@@ -189,7 +186,7 @@ import Testing
         """)
     }
 
-    @Test(arguments: [1, 2])
+    @Test(.requires { try TestEnvironment.python }, arguments: [1, 2])
     func qwen2WithQKVBiasIsBitExact(_ tp: Int) throws {
         let model = try F.qwen2()
         let (back, dir) = try roundTrip(model, tp: tp)
@@ -200,14 +197,13 @@ import Testing
         #expect(config["attn_bias"] == .bool(true))
         let rank = try F.tensors(dir.file("ckpt/rank0.safetensors"))
         #expect(rank["transformer.layers.0.attention.qkv.bias"]?.shape == [(64 + 2 * 16) / tp])
-        if let python = TestEnvironment.python {
-            do { let out = try F.pythonCheck(python, "trtllm", dir.file("ckpt"), expected: model); #expect(out == nil, "\(out ?? "")") }
-        }
+        let python = try TestEnvironment.python
+        do { let out = try F.pythonCheck(python, "trtllm", dir.file("ckpt"), expected: model); #expect(out == nil, "\(out ?? "")") }
     }
 
     /// GPT-2: Conv1D [in, out] weights become [out, in]; c_attn's q, k, v sections split per head;
     /// row-parallel biases replicated.
-    @Test(arguments: [1, 2, 4])
+    @Test(.requires { try TestEnvironment.python }, arguments: [1, 2, 4])
     func gpt2IsBitExact(_ tp: Int) throws {
         let model = try F.gpt2()
         let (back, dir) = try roundTrip(model, tp: tp)
@@ -228,8 +224,7 @@ import Testing
         #expect(t["transformer.layers.0.attention.dense.bias"]?.shape == [16])
         #expect(try F.slice(t["transformer.layers.0.attention.dense.bias"]!) == F.slice(model["transformer.h.0.attn.c_proj.bias"]!))
         #expect(t["transformer.position_embedding.weight"]?.shape == [32, 16])
-        if let python = TestEnvironment.python {
-            do { let out = try F.pythonCheck(python, "trtllm", dir.file("ckpt"), expected: model); #expect(out == nil, "\(out ?? "")") }
-        }
+        let python = try TestEnvironment.python
+        do { let out = try F.pythonCheck(python, "trtllm", dir.file("ckpt"), expected: model); #expect(out == nil, "\(out ?? "")") }
     }
 }

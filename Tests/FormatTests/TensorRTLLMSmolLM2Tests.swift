@@ -5,22 +5,13 @@ import Testing
 
 /// HF → TensorRT-LLM → HF on the real SmolLM2-135M (9 query / 3 KV heads, 540 MB): bit-exact at
 /// tp 1 and 3, the python reader agrees; tp 2, 4 and 8 are refused before anything is written.
-/// Needs KILN_SMOLLM2_DIR (skipped with a printed reason otherwise).
+/// Needs KILN_SMOLLM2_DIR (skipped, with the reason, otherwise).
 @Suite(.serialized) struct TensorRTLLMSmolLM2Tests {
     typealias F = CheckpointFixture
 
-    /// KILN_SMOLLM2_DIR when it holds model.safetensors, else nil with a printed reason.
-    static func smolLM2() -> String? {
-        guard let dir = ProcessInfo.processInfo.environment["KILN_SMOLLM2_DIR"], FileSystem.exists(dir + "/model.safetensors") else {
-            print("skipping SmolLM2-135M: KILN_SMOLLM2_DIR is not set or has no model.safetensors (make smollm2 builds it)")
-            return nil
-        }
-        return dir
-    }
-
-    @Test(arguments: [1, 3])
+    @Test(.requires { try TestEnvironment.smolLM2 }, .requires { try TestEnvironment.python }, arguments: [1, 3])
     func roundTripIsBitExact(_ tp: Int) throws {
-        guard let source = Self.smolLM2() else { return }
+        let source = try TestEnvironment.smolLM2
         let started = Date()
         let model = try F.read(source, "safetensors")
         let dir = TemporaryDirectory()
@@ -42,16 +33,15 @@ import Testing
         #expect(d.isEmpty, "\(d)")
         #expect(hf.tensors.count == model.tensors.count)
         #expect(hf.config?["num_key_value_heads"]?.intValue == 3)
-        if let python = TestEnvironment.python {
-            let check = try runVerifyScript(python, "trtllm_check.py", ["trtllm", dir.file("ckpt"), source + "/model.safetensors"])
-            #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
-        }
+        let python = try TestEnvironment.python
+        let check = try runVerifyScript(python, "trtllm_check.py", ["trtllm", dir.file("ckpt"), source + "/model.safetensors"])
+        #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
         print("SmolLM2-135M tp \(tp) round trip: \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
     }
 
-    @Test(arguments: [2, 4, 8])
+    @Test(.requires { try TestEnvironment.smolLM2 }, arguments: [2, 4, 8])
     func tpThatSplitsAHeadIsRefusedWithoutOutput(_ tp: Int) throws {
-        guard let source = Self.smolLM2() else { return }
+        let source = try TestEnvironment.smolLM2
         let model = try F.read(source, "safetensors")
         let dir = TemporaryDirectory()
         #expect {

@@ -157,7 +157,7 @@ struct TemplatePluginTests {
 
     @Test("np.savez and np.savez_compressed archives: inspect shows numpy's names, dtypes and shapes; convert keeps the bytes")
     func numpyArchives() throws {
-        guard let python = TestEnvironment.python else { return }
+        let python = try TestEnvironment.python
         let so = try TemplateBuild.plugin()
         let dir = TemporaryDirectory("kiln-npz")
         let unsigned = npyDtypes.contains { $0.descr == "<u2" }
@@ -187,16 +187,12 @@ struct TemplatePluginTests {
 
     @Test("a real calibration input (ppocr det.calib.npz, deflated, key x) converts byte for byte")
     func realCalibrationInput() throws {
-        let npz = TestEnvironment.shared + "/models/ppocr-v4-onnx/inputs/det.calib.npz"
-        guard FileSystem.exists(npz) else {
-            print("skipping: \(npz) is absent")
-            return
-        }
+        let npz = try TestEnvironment.sharedModel("ppocr-v4-onnx/inputs/det.calib.npz")
         let so = try TemplateBuild.plugin()
         let inspect = try runKiln(["inspect", npz, "--json"], environment: ["KILN_PLUGIN_PATH": so])
         try #require(inspect.status == 0, "\(inspect.stderr)")
         #expect(inspect.stdout.contains(#""name" : "x""#) || inspect.stdout.contains(#""name": "x""#), "\(inspect.stdout)")
-        guard let python = TestEnvironment.python else { return }
+        let python = try TestEnvironment.python
         let dir = TemporaryDirectory("kiln-npz")
         let convert = try runKiln(["convert", npz, dir.file("x.safetensors")], environment: ["KILN_PLUGIN_PATH": so])
         try #require(convert.status == 0, "\(convert.stderr)")

@@ -1,5 +1,6 @@
 import Foundation
 import KilnCore
+import KilnTestKit
 import Testing
 
 /// Bit-exact dtype conversions: against numpy + ml_dtypes (Tools/verify/dtype_vectors.py, run with
@@ -71,10 +72,7 @@ struct DTypeConversionTests {
 
     @Test("every conversion matches numpy + ml_dtypes bit for bit")
     func matchesMLDtypes() throws {
-        guard let python = ProcessInfo.processInfo.environment["KILN_TEST_PYTHON"], !python.isEmpty else {
-            print("skipping: KILN_TEST_PYTHON not set")
-            return
-        }
+        let python = try TestEnvironment.python
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-dtype-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dir) }
         try ConversionCheck.runScript(python: python, into: dir)

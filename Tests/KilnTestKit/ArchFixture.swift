@@ -16,33 +16,36 @@ public enum ArchFixture {
         return try JSONValue.parse(Array((r.stdout.split(separator: "\n").last.map(String.init) ?? "").utf8))
     }
 
-    /// A tiny random GPT2LMHeadModel folder (safetensors, config.json, tokenizer.json) in `dir`.
-    public static func gpt2(_ python: String, in dir: TemporaryDirectory) throws -> String? {
+    /// A tiny random GPT2LMHeadModel folder (safetensors, config.json, tokenizer.json) in `dir`, with a
+    /// tokenizer trained on ``gpt2Text``.
+    /// - Throws: cancels the current test when that text is absent; `KilnError(.internal)` when the script fails.
+    public static func gpt2(_ python: String, in dir: TemporaryDirectory) throws -> String {
         let folder = dir.file("gpt2")
-        let text = TestEnvironment.shared + "/data/tinystories_valid_calib.txt"
-        guard FileSystem.exists(text) else {
-            print("skipping: \(text) is absent")
-            return nil
-        }
-        return try run(python, ["gpt2-make", folder, text]) == nil ? nil : folder
+        try run(python, ["gpt2-make", folder, try gpt2Text])
+        return folder
+    }
+
+    /// ../shared/data/tinystories_valid_calib.txt, the text ``gpt2(_:in:)`` trains the tokenizer on.
+    /// - Throws: cancels the current test when it is absent.
+    public static var gpt2Text: String {
+        get throws { try TestEnvironment.sharedFile("data/tinystories_valid_calib.txt") }
     }
 
     /// The weights of ../shared's third-party paraphrase-MiniLM-L3-v2 ONNX export as a HF BertModel
-    /// folder (with its tokenizer.json) in `dir`; nil (reason printed) when the model is absent.
-    public static func miniLM(_ python: String, in dir: TemporaryDirectory) throws -> String? {
-        guard let onnx = miniLMOnnx else { return nil }
+    /// folder (with its tokenizer.json) in `dir`.
+    /// - Throws: cancels the current test when the model is absent; `KilnError(.internal)` when the script fails.
+    public static func miniLM(_ python: String, in dir: TemporaryDirectory) throws -> String {
+        let onnx = try miniLMOnnx
         let folder = dir.file("minilm")
-        guard try run(python, ["bert-extract", onnx, folder]) != nil else { return nil }
+        try run(python, ["bert-extract", onnx, folder])
         try FileManager.default.copyItem(atPath: AtomicOutput.parent(of: onnx) + "/tokenizer.json", toPath: folder + "/tokenizer.json")
         return folder
     }
 
-    /// ../shared/models/paraphrase-MiniLM-L3-v2-onnx/model.onnx, or nil (reason printed).
-    public static var miniLMOnnx: String? {
-        let path = TestEnvironment.shared + "/models/paraphrase-MiniLM-L3-v2-onnx/model.onnx"
-        if FileSystem.exists(path) { return path }
-        print("skipping: \(path) is absent")
-        return nil
+    /// ../shared/models/paraphrase-MiniLM-L3-v2-onnx/model.onnx.
+    /// - Throws: cancels the current test when it is absent.
+    public static var miniLMOnnx: String {
+        get throws { try TestEnvironment.sharedModel("paraphrase-MiniLM-L3-v2-onnx/model.onnx") }
     }
 
     /// Write `ids` as the JSON list of lists arch_check.py reads.

@@ -15,10 +15,10 @@ public enum CheckpointFixture {
         try TestEnvironment.plugins.reader(for: path, named: format).read(path: path, context: KilnContext())
     }
 
-    /// stories260K from ../shared/models (nil, with a printed reason, when absent).
-    public static func stories260K() throws -> Model? {
-        guard let dir = TestEnvironment.sharedModel("stories260K") else { return nil }
-        return try read(dir, "safetensors")
+    /// stories260K from ../shared/models.
+    /// - Throws: cancels the current test when it is absent.
+    public static func stories260K() throws -> Model {
+        try read(try TestEnvironment.sharedModel("stories260K"), "safetensors")
     }
 
     /// A synthetic Llama with its own shape.
