@@ -74,40 +74,37 @@ struct TensorDecoder {
     /// The payload of a tensor stored in its typed fields (float_data, int32_data, ...).
     private func typedPayload(_ t: Onnx_TensorProto, dtype: DType, count: Int, bytes: Int,
                               wrongSize: (String, String) -> KilnError) throws -> TensorBuffer {
-        let out = TensorBuffer(count: bytes)
-        func check(_ field: String, _ n: Int, _ expected: Int) throws {
-            guard n == expected else {
-                let others = otherFields(t).filter { $0 != field }
-                throw wrongSize(field, "\(n) values" + (others.isEmpty ? "" : " (data is in \(others.joined(separator: ", ")))"))
-            }
-        }
+        // The field's length is checked before the buffer is allocated: dims may claim more than any memory holds.
+        let (field, n, expected): (String, Int, Int)
         switch dtype {
-        case .f32:
-            try check("float_data", t.floatData.count, count)
-            copy(t.floatData, into: out)
-        case .f64:
-            try check("double_data", t.doubleData.count, count)
-            copy(t.doubleData, into: out)
-        case .i64:
-            try check("int64_data", t.int64Data.count, count)
-            copy(t.int64Data, into: out)
-        case .u64:
-            try check("uint64_data", t.uint64Data.count, count)
-            copy(t.uint64Data, into: out)
+        case .f32: (field, n, expected) = ("float_data", t.floatData.count, count)
+        case .f64: (field, n, expected) = ("double_data", t.doubleData.count, count)
+        case .i64: (field, n, expected) = ("int64_data", t.int64Data.count, count)
+        case .u64, .u32: (field, n, expected) = ("uint64_data", t.uint64Data.count, count)
+        case .i4, .u4, .fp4e2m1: (field, n, expected) = ("int32_data", t.int32Data.count, bytes)
+        default: (field, n, expected) = ("int32_data", t.int32Data.count, count)
+        }
+        guard n == expected else {
+            let others = otherFields(t).filter { $0 != field }
+            throw wrongSize(field, "\(n) values" + (others.isEmpty ? "" : " (data is in \(others.joined(separator: ", ")))"))
+        }
+        let out = TensorBuffer(count: bytes)
+        switch dtype {
+        case .f32: copy(t.floatData, into: out)
+        case .f64: copy(t.doubleData, into: out)
+        case .i64: copy(t.int64Data, into: out)
+        case .u64: copy(t.uint64Data, into: out)
         case .u32:
-            try check("uint64_data", t.uint64Data.count, count)
             for (i, v) in t.uint64Data.enumerated() {
                 out.pointer.storeBytes(of: UInt32(truncatingIfNeeded: v), toByteOffset: i * 4, as: UInt32.self)
             }
         case .i4, .u4, .fp4e2m1:
             // One packed byte (two elements, first in the low nibble) per int32_data entry.
-            try check("int32_data", t.int32Data.count, bytes)
             for (i, v) in t.int32Data.enumerated() {
                 out.pointer.storeBytes(of: UInt8(truncatingIfNeeded: v), toByteOffset: i, as: UInt8.self)
             }
         case .i32, .i16, .i8, .u16, .u8, .bool, .f16, .bf16, .f8e4m3fn, .f8e5m2:
             // One element per entry: the value, or the bit pattern of a 16/8-bit float, in the low bits.
-            try check("int32_data", t.int32Data.count, count)
             let width = dtype.bits / 8
             for (i, v) in t.int32Data.enumerated() {
                 withUnsafeBytes(of: v.littleEndian) { src in

@@ -436,6 +436,13 @@ def onnx_cases():
     del m.graph.initializer[0].dims[:]
     m.graph.initializer[0].dims.extend([2**62, 2**2])
     ox("dims-bytes-overflow", onnx_bytes(m), "overflows")
+    # Typed field (float_data) of one value under dims claiming 2^59 elements: refused before allocating
+    # (FuzzONNX crash-faec875d: the reader allocated the dims' bytes first and aborted).
+    m = onnx_model()
+    m.graph.initializer[0].ClearField("raw_data")
+    m.graph.initializer[0].float_data.append(1.0)
+    m.graph.initializer[0].dims[:] = [2**29, 2**30]
+    ox("typed-data-huge-dims", onnx_bytes(m), "initializer size does not match its dims")
     m = onnx_model()
     m.graph.initializer[0].dims[:] = [-4, 4]
     ox("negative-dim", onnx_bytes(m), "a non-negative size")
