@@ -42,12 +42,19 @@ def load(results, name):
         return [json.loads(line) for line in f if line.strip()]
 
 
+def times(ratio):
+    """A ratio as `1.6×`, with two decimals below 1 (`0.04×`) so a slower result never reads as 0.0×."""
+    return f"{ratio:.1f}×" if ratio >= 1 else f"{ratio:.2f}×"
+
+
 def skipped(rows):
     return next((r["skipped"] for r in rows or [] if "skipped" in r and "engine" not in r), None)
 
 
 def date(rows):
-    return next((r["date"] for r in rows or [] if "date" in r), "")
+    """When the rows were measured: one date, or the first and last when a subset re-run added some."""
+    dates = sorted({r["date"] for r in rows or [] if "date" in r})
+    return "" if not dates else dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}"
 
 
 def modified(path):
@@ -176,8 +183,9 @@ class Report:
             load = json.load(f)
         if "load_start" not in load:
             return []
-        return [f"Load average (1 min) of the {os.cpu_count()}-core machine when the section started / ended: "
-                f"{load['load_start']:.1f} / {load['load_end']:.1f}; the section took {load['seconds']} s.", ""]
+        last = f" (its last run, {load['date']})" if "date" in load else ""
+        return [f"Load average (1 min) of the {os.cpu_count()}-core machine when the section{last} started / ended: "
+                f"{load['load_start']:.1f} / {load['load_end']:.1f}; that run took {load['seconds']} s.", ""]
 
     @staticmethod
     def prefill_row(label, r):
@@ -227,13 +235,13 @@ class Report:
             mo_base = (mo_fp32 if mo else None) or MODELOPT_REFERENCE["fp32"][0]
             mo_delta = f"{(mo_ppl / mo_base - 1):+.1%}" if mo_ppl and r["id"] != "fp32" else "–"
             # A ratio only against ModelOpt measured in this run; an earlier reference is shown, never divided.
-            speed = f"**{mo_s / r['seconds']:.1f}×**" if mo and mo_s and r.get("seconds") else "–"
+            speed = f"**{times(mo_s / r['seconds'])}**" if mo and mo_s and r.get("seconds") else "–"
             lines.append(f"| {r['label']} | {r['bits']:g} | {fmt(r.get('seconds'), 1)} | {fmt(r.get('peak_rss_mb'), 0)} | "
                          f"{r['ppl']:.4f} | {delta} | {fmt(mo_s, 1)}{tag if mo_s else ''} | "
                          f"{fmt(mo_ppl, 4)}{tag if mo_ppl else ''} | {mo_delta} | {speed} |")
             if mo and mo_s and r.get("seconds"):
                 self.ratio("quantize", f"{r['label']}: ModelOpt time / kiln time",
-                           f"{mo_s / r['seconds']:.1f}×; ppl {r['ppl']:.4f} vs {mo_ppl:.4f}", "faster, lower ppl",
+                           f"{times(mo_s / r['seconds'])}; ppl {r['ppl']:.4f} vs {mo_ppl:.4f}", "faster, lower ppl",
                            r["date"])
         missing = [label for key, label, *_ in METHODS if key not in {r["id"] for r in rows}]
         if missing:
@@ -261,20 +269,29 @@ class Report:
         except ImportError as e:
             return f"(no plot: matplotlib not importable: {e})"
         by_cfg = {r["cfg"]: r for r in modelopt or [] if "cfg" in r}
-        fig, ax = plt.subplots(figsize=(9, 6), dpi=110)
-        for r in rows:
+        # Points are numbered (K1 … for Kiln, M1 … for ModelOpt) and listed beside the axes: methods of the same
+        # bits/weight sit on top of each other, where full names would overlap.
+        fig, ax = plt.subplots(figsize=(12, 6.5), dpi=110)
+        key = []
+        for i, r in enumerate(rows, 1):
             ax.scatter(r["bits"], r["ppl"], color="tab:red", marker="o", s=30, zorder=4)
-            ax.annotate(r["label"].split(" (")[0], (r["bits"], r["ppl"]), textcoords="offset points", xytext=(6, 3),
+            ax.annotate(f"K{i}", (r["bits"], r["ppl"]), textcoords="offset points", xytext=(5, 2 + 7 * (i % 3)),
                         fontsize=7.5, color="tab:red")
-        shown = set()
+            key.append((f"K{i}", f"{r['label'].split(' (')[0]}: {r['ppl']:.2f}", "tab:red"))
+        shown = []
         for r in rows:
             cfg = r["modelopt"]
             if not cfg or cfg in shown:
                 continue
-            shown.add(cfg)
+            shown.append(cfg)
             ppl, label = (by_cfg[cfg]["ppl"], cfg) if cfg in by_cfg else (MODELOPT_REFERENCE[cfg][0], cfg + " (ref)")
+            name = f"M{len(shown)}"
             ax.scatter(r["bits"], ppl, facecolors="none", edgecolors="tab:blue", marker="s", s=110, linewidths=1.5, zorder=3)
-            ax.annotate(label, (r["bits"], ppl), textcoords="offset points", xytext=(6, -10), fontsize=7.5, color="tab:blue")
+            ax.annotate(name, (r["bits"], ppl), textcoords="offset points", xytext=(-18, -12 - 7 * (len(shown) % 2)),
+                        fontsize=7.5, color="tab:blue")
+            key.append((name, f"ModelOpt {label}: {ppl:.2f}", "tab:blue"))
+        for n, (name, text, color) in enumerate(key):
+            ax.text(1.02, 1 - n * 0.045, f"{name}  {text}", transform=ax.transAxes, fontsize=8, color=color, va="top")
         ax.scatter([], [], color="tab:red", marker="o", label="Kiln")
         ax.scatter([], [], facecolors="none", edgecolors="tab:blue", marker="s", s=110, linewidths=1.5,
                    label="NVIDIA ModelOpt ((ref) = earlier run, from the issues)")
@@ -317,6 +334,8 @@ class Report:
                 parts.append(f"## Section `{name}`\n\nSkipped: {skipped(rows)}.\n")
                 continue
             if name == "quantize":
+                order = [key for key, *_ in METHODS]
+                rows.sort(key=lambda r: order.index(r["id"]) if r.get("id") in order else len(order))
                 modelopt = load(self.results, "modelopt")
                 lines = self.quantize(rows, modelopt)
                 note = self.plot(rows, modelopt, os.path.join(self.results, "ppl_vs_bits.png"))
