@@ -7,8 +7,9 @@
 # Inputs: seeds from Tools/fuzz/make_seeds.py (with $KILN_FUZZ_PYTHON, skipped when unset), plus the
 # corpus each target grew in earlier runs (.build-fuzz/corpus/<target>, kept). Crashes, timeouts
 # and out-of-memory inputs land in .build-fuzz/findings/<target>/ (not "artifacts": SwiftPM owns
-# <scratch>/artifacts and empties it when it resolves the package); the script exits 1 when a run
-# found one. Replay one with: .build-fuzz/debug/<target> <finding>
+# <scratch>/artifacts and empties it when it resolves the package); after a finding the target is
+# restarted for the rest of its SECONDS, and the script exits 1 when any run found one.
+# Replay one with: .build-fuzz/debug/<target> <finding>
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -48,22 +49,31 @@ for t in "${targets[@]}"; do
     case $t in
         FuzzIndex|FuzzJSON|FuzzTokenizer|FuzzTRTLLM|FuzzHFQuant|FuzzSafetensors) dict=(-dict="$root/Tools/fuzz/dicts/json.dict") ;;
     esac
-    before=$(ls "$artifacts" | wc -l)
     echo "== $t: ${seconds}s"
-    set +e
-    # The Swift runtime's backtracer reads memory in ways ASan reports; libFuzzer prints the stack itself.
-    SWIFT_BACKTRACE=enable=no ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 "$scratch/debug/$t" "${dirs[@]}" "${dict[@]}" \
-        -max_total_time="$seconds" -timeout=20 -rss_limit_mb=3072 -max_len=65536 -print_final_stats=1 \
-        -artifact_prefix="$artifacts/" >"$scratch/$t.log" 2>&1
-    status=$?
-    set -e
-    grep -E "^stat::number_of_executed_units|^stat::peak_rss_mb|^#[0-9]+.*DONE" "$scratch/$t.log" | tr '\n' ' '
-    echo
-    after=$(ls "$artifacts" | wc -l)
-    if [ "$status" != 0 ] || [ "$after" != "$before" ]; then
-        echo "   FOUND: exit $status, artifacts in $artifacts (log: $scratch/$t.log)"
-        grep -m3 -E "SUMMARY|Fatal error|ERROR: libFuzzer|runtime failure" "$scratch/$t.log" | sed 's/^/   /' || true
-        found=1
-    fi
+    # libFuzzer stops at its first finding; the target is restarted (its corpus kept) until SECONDS are used,
+    # so one known crash does not end a long unattended run. Each run's log is appended to <target>.log.
+    : > "$scratch/$t.log"
+    deadline=$((SECONDS + seconds))
+    while [ $((deadline - SECONDS)) -gt 0 ]; do
+        before=$(ls "$artifacts" | wc -l)
+        set +e
+        # The Swift runtime's backtracer reads memory in ways ASan reports; libFuzzer prints the stack itself.
+        SWIFT_BACKTRACE=enable=no ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 "$scratch/debug/$t" "${dirs[@]}" "${dict[@]}" \
+            -max_total_time=$((deadline - SECONDS)) -timeout=20 -rss_limit_mb=3072 -max_len=65536 -print_final_stats=1 \
+            -artifact_prefix="$artifacts/" >"$scratch/$t.run.log" 2>&1
+        status=$?
+        set -e
+        cat "$scratch/$t.run.log" >> "$scratch/$t.log"
+        grep -E "^stat::number_of_executed_units|^stat::peak_rss_mb|^#[0-9]+.*DONE" "$scratch/$t.run.log" | tr '\n' ' '
+        echo
+        after=$(ls "$artifacts" | wc -l)
+        if [ "$status" != 0 ] || [ "$after" != "$before" ]; then
+            echo "   FOUND: exit $status, findings in $artifacts (log: $scratch/$t.log)"
+            grep -m3 -E "SUMMARY|Fatal error|ERROR: libFuzzer|runtime failure" "$scratch/$t.run.log" | sed 's/^/   /' || true
+            found=1
+            [ "$after" != "$before" ] || break  # a failure that left no input (e.g. a bad flag) would repeat
+        fi
+    done
+    rm -f "$scratch/$t.run.log"
 done
 exit $found
