@@ -52,7 +52,9 @@ struct Window {
     func output(_ input: (Int, Int), ceil: Bool = false) -> (Int, Int) {
         func size(_ n: Int, _ k: Int, _ s: Int, _ d: Int, _ p0: Int, _ p1: Int) -> Int {
             let span = n + p0 + p1 - ((k - 1) * d + 1)
-            guard span >= 0 else { return 0 }
+            // In ceil mode a window that starts inside the input counts even when the (padded)
+            // input is shorter than the window: ⌈span / s⌉ + 1 with span < 0 can still be 1.
+            guard span >= 0 || (ceil && span > -s) else { return 0 }
             var out = (ceil ? (span + s - 1) / s : span / s) + 1
             if ceil && (out - 1) * s >= n + p0 { out -= 1 }
             return out
@@ -285,6 +287,9 @@ enum ConvOps {
         let (n, ch, h, wd) = try nchw(x, c)
         let win = try Window(c, spatial: x.rank - 2, input: (h, wd), kernelFallback: nil)
         guard isMax || win.dilation == (1, 1) else { throw c.unsupported("dilated AveragePool is not supported") }
+        guard c.node.outputs.count < 2 || c.node.outputs[1].isEmpty else {
+            throw c.unsupported("MaxPool's second output (Indices) is not supported")
+        }
         let (oh, ow) = win.output((h, wd), ceil: try c.int("ceil_mode", 0) != 0)
         let includePad = try c.int("count_include_pad", 0) != 0
         let out = GraphValue.uninitialized(try c.shape(shape(n, ch, (oh, ow), rank: x.rank)))

@@ -144,17 +144,26 @@ enum TensorOps {
         let outStrides = ShapeOps.strides(dims)
         let inStrides = ShapeOps.strides(x.shape)
         let count = dims.reduce(1, *)
-        var sums = [Double](repeating: 0, count: count)
-        let values = x.floats
-        for i in 0..<x.count {
+        /// The output element of input element i.
+        func target(_ i: Int) -> Int {
             var o = 0
             for d in 0..<x.rank where !axes.contains(d) { o += (i / inStrides[d]) % x.shape[d] * outStrides[d] }
-            sums[o] += Double(values[i])
+            return o
         }
-        let n = Double(axes.reduce(1) { $0 * x.shape[$1] })
+        // The mean of an empty reduction is undefined in ONNX; onnxruntime gives 0, as the sum is
+        // (dividing by n = 0 would make NaN, and trap converting NaN to an integer).
+        let n = Swift.max(1, axes.reduce(1) { $0 * x.shape[$1] })
         let finalDims = keep ? dims : x.shape.enumerated().filter { !axes.contains($0.offset) }.map(\.element)
-        if !x.isFloat { return GraphValue(shape: finalDims, ints: sums.map { Int64(mean ? $0 / n : $0) }, dtype: x.dtype) }
-        return GraphValue(shape: finalDims, floats: sums.map { Float(mean ? $0 / n : $0) })
+        if !x.isFloat {
+            // Integers sum exactly in Int64, wrapping on overflow (a Double sum loses precision past 2^53 and could leave
+            // the Int64 range and trap converting back).
+            var sums = [Int64](repeating: 0, count: count)
+            for (i, v) in x.ints.enumerated() { sums[target(i)] &+= v }
+            return GraphValue(shape: finalDims, ints: mean ? sums.map { $0 / Int64(n) } : sums, dtype: x.dtype)
+        }
+        var sums = [Double](repeating: 0, count: count)
+        for (i, v) in x.floats.enumerated() { sums[target(i)] += Double(v) }
+        return GraphValue(shape: finalDims, floats: sums.map { Float(mean ? $0 / Double(n) : $0) })
     }
 
     /// y = (x − mean) / √(var + ε) · scale + bias over the dims from `axis` on.
@@ -189,12 +198,17 @@ enum TensorOps {
         let mode = try c.string("mode", "nearest")
         let transform = c.opset < 11 ? "asymmetric" : try c.string("coordinate_transformation_mode", "half_pixel")
         let nearestMode = c.opset < 11 ? "floor" : try c.string("nearest_mode", "round_prefer_floor")
+        // Opset 18 attributes that change the result: refused rather than ignored.
+        if c.node.attribute("axes") != nil { throw c.unsupported("Resize with the axes attribute is not supported") }
+        if mode != "nearest", try c.int("antialias", 0) != 0 { throw c.unsupported("antialiased \(mode) Resize is not supported") }
         let scalesInput = c.opset < 11 ? c.optional(1) : c.optional(2)
         var scales = (scalesInput?.floats).flatMap { $0.isEmpty ? nil : $0 }
         let sizes = c.opset < 11 ? nil : try c.intList(3).flatMap { $0.isEmpty ? nil : $0 }
         var dims: [Int]
         if let sizes {
             guard sizes.count == x.rank else { throw c.fail("sizes must have \(x.rank) values") }
+            let policy = try c.string("keep_aspect_ratio_policy", "stretch")
+            guard policy == "stretch" else { throw c.unsupported("keep_aspect_ratio_policy \"\(policy)\" is not supported") }
             dims = try c.shape(sizes, "input 3 (sizes)")
             scales = zip(sizes, x.shape).map { Float($0) / Float($1) }
         } else if let s = scales {
@@ -287,7 +301,8 @@ enum TensorOps {
             throw KilnError.mismatch(file: nil, path: c.path + ["input 2 (zero point)"], expected: "1 or \(scaleCount) values (one per scale)",
                                      found: "\(zeroPoints)")
         }
-        guard scaleCount > 0 else { throw KilnError.mismatch(file: nil, path: c.path + ["input 1 (scale)"], expected: "at least one scale", found: "none") }
+        // A per-axis scale over an axis of size 0 holds no value (and there is no element to scale).
+        guard scaleCount > 0 || x.count == 0 else { throw KilnError.mismatch(file: nil, path: c.path + ["input 1 (scale)"], expected: "at least one scale", found: "none") }
         if scaleCount == 1 { return { _ in 0 } }
         guard try c.int("block_size", 0) == 0 else { throw c.unsupported("blocked quantization is not supported") }
         let axis = try c.axis(try c.int("axis", 1), rank: x.rank)
