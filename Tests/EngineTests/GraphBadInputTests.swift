@@ -261,6 +261,22 @@ struct GraphBadInputTests {
         #expect(beyond.shape == [2, 0])
     }
 
+    @Test("Conv and MaxPool whose window is longer than the padded input are refused (onnxruntime refuses; Kiln gave an empty output)",
+          arguments: ["Conv", "MaxPool"])
+    func windowLongerThanInput(_ op: String) throws {
+        let node = Node(name: "window", opType: op, inputs: op == "Conv" ? ["x", "w"] : ["x"], outputs: ["y"],
+                        attributes: [("kernel_shape", .ints([3, 3])), ("pads", .ints([0, 1, 0, 0]))])
+        let feed = op == "Conv" ? ["x": floats([1, 1, 2, 4]), "w": floats([1, 1, 3, 3])] : ["x": floats([1, 1, 2, 4])]
+        let e = try #require(try refusal([node], feed))
+        #expect(e.contains("node \"window\" (\(op))") && e.contains("longer than the padded input (2, 4)"), "\(e)")
+        // In ceil mode a window that starts inside the input gives one output row: that runs.
+        if op == "MaxPool" {
+            let ceil = Node(name: "window", opType: op, inputs: ["x"], outputs: ["y"],
+                            attributes: [("kernel_shape", .ints([3, 3])), ("strides", .ints([3, 3])), ("ceil_mode", .int(1))])
+            #expect(try refusal([ceil], feed) == nil)
+        }
+    }
+
     @Test("Resize attributes of opset 18 that change the result (antialias, axes, keep_aspect_ratio_policy) are refused, not ignored")
     func resizeOpset18Attributes() throws {
         let sizes = GraphValue(shape: [4], ints: [1, 1, 2, 3])

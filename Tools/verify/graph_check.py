@@ -43,7 +43,7 @@ def compare(model, inputs, kiln):
         # NaN and ±Inf must sit where onnxruntime has them (a difference there counts as infinite);
         # the scale and the cosine are over onnxruntime's finite values.
         same = (a == b) | (np.isnan(a) & np.isnan(b))
-        diff = np.nan_to_num(np.where(same, 0.0, np.abs(a - b)), nan=np.inf)
+        diff = np.nan_to_num(np.where(same, 0.0, np.abs(a - b)), nan=np.finfo(np.float64).max, posinf=np.finfo(np.float64).max)  # JSON has no Infinity
         finite = np.isfinite(a) & np.isfinite(b)
         flat_a, flat_b = a[finite].ravel(), b[finite].ravel()
         denom = np.linalg.norm(flat_a) * np.linalg.norm(flat_b)
