@@ -255,7 +255,7 @@ def reshape(c):
             break
     if rest != 1 or n == 0:
         target.append(rest if not (n == 0 and not allowzero) else 0)
-    if target and n > 0 and c.chance(0.5):
+    if target and (n > 0 or c.chance(0.3)) and c.chance(0.5):
         target[int(c.rng.integers(len(target)))] = -1
     if c.chance(0.1):
         target = [-1]
@@ -388,6 +388,8 @@ def gather(c):
     if n == 0 and idx.size:
         ishape = [0]
         idx = np.zeros(ishape, np.int64)
+    if idx.size and c.chance(0.05):
+        idx.ravel()[0] = n + 3                     # out of range: both should refuse
     idx = idx.astype(c.pick([np.int64, np.int32]))
     indices = c.const("indices", idx) if c.chance(0.5) else c.feed("indices", idx)
     c.node("Gather", [c.feed("x", c.data(shape, [any_kind(c)])), indices], axis=axis)
@@ -583,7 +585,7 @@ def conv(c):
         attrs["group"] = group
     if c.chance(0.3):
         attrs["kernel_shape"] = kernel
-    n = c.pick([1, 1, 2])
+    n = c.pick([1, 1, 2, 2, 2, 2, 2, 2, 2, 0])
     names = [c.feed("x", c.floats([n, group * cg] + size, scale=1.0)), c.const("w", c.floats([group * mg, cg] + kernel, scale=1.0))]
     if c.chance(0.6):
         names.append(c.const("b", c.floats([group * mg], scale=1.0)))
@@ -629,7 +631,7 @@ def pool(op):
             attrs["ceil_mode"] = 1
         if op == "AveragePool" and c.chance(0.5):
             attrs["count_include_pad"] = 1
-        x = c.floats([c.pick([1, 2]), c.pick([1, 3])] + size, specials="pool" if c.chance(0.2) else False, scale=1.0)
+        x = c.floats([c.pick([1, 2, 1, 2, 1, 2, 1, 2, 1, 0]), c.pick([1, 3])] + size, specials="pool" if c.chance(0.2) else False, scale=1.0)
         outputs = ["y", "indices"] if op == "MaxPool" and c.chance(0.1) else ["y"]
         c.node(op, [c.feed("x", x)], outputs, **attrs)
         return outputs
