@@ -143,6 +143,11 @@ def ops(folder):
          [vi("x", x_short.shape)], untyped, {"x": x_short})
     save("maxpool_ceil_window_longer_than_input", [helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3], strides=[2], ceil_mode=1)],
          [vi("x", [2, 3, 2])], untyped, {"x": f32(2, 3, 2)})
+    # ConvTranspose, auto_pad SAME with a kernel smaller than the stride: input × strides exceeds the full output,
+    # the padding is 0 and the output the full one (Kiln zero-extended it to input × strides).
+    save("convtranspose_same_kernel_below_stride",
+         [helper.make_node("ConvTranspose", ["x", "w", "b"], ["y"], auto_pad="SAME_LOWER", group=2, strides=[3, 3])],
+         [vi("x", [1, 2, 1, 4])], untyped, {"x": f32(1, 2, 1, 4)}, [("w", f32(2, 1, 2, 2)), ("b", f32(2))])
     # ReduceMean over an empty axis: 0 as onnxruntime (an int64 one trapped converting NaN).
     save("reducemean_int64_empty_axis", [helper.make_node("ReduceMean", ["x"], ["y"], axes=[-1, -2, 0])],
          [vi("x", [1, 5, 0, 3], TensorProto.INT64)], untyped, {"x": np.zeros((1, 5, 0, 3), np.int64)}, opset=16)

@@ -253,11 +253,9 @@ enum ConvOps {
             }
             (oh, ow) = spatial == 1 ? (1, os[0]) : (os[0], os[1])
         } else if auto == "SAME_UPPER" || auto == "SAME_LOWER" {
-            (oh, ow) = (h * win.stride.0, wd * win.stride.1)
-            // input × stride beyond the full output would need negative padding (onnxruntime then gives another size).
-            guard oh <= fullH, ow <= fullW else {
-                throw c.fail("auto_pad \(auto): the output \(spatial == 1 ? "[\(ow)]" : "[\(oh), \(ow)]") (input × strides) exceeds the full transposed convolution \(spatial == 1 ? "[\(fullW)]" : "[\(fullH), \(fullW)]") (kernel smaller than the stride)")
-            }
+            // input × strides, unless that exceeds the full output (a kernel smaller than the stride): the
+            // padding is then 0 and the output the full one, as in onnxruntime (not zero-extended).
+            (oh, ow) = (min(h * win.stride.0, fullH), min(wd * win.stride.1, fullW))
         }
         if try c.ints("output_shape") != nil || auto == "SAME_UPPER" || auto == "SAME_LOWER" {
             let th = max(0, fullH - oh), tw = max(0, fullW - ow)
