@@ -148,6 +148,10 @@ def ops(folder):
     save("convtranspose_same_kernel_below_stride",
          [helper.make_node("ConvTranspose", ["x", "w", "b"], ["y"], auto_pad="SAME_LOWER", group=2, strides=[3, 3])],
          [vi("x", [1, 2, 1, 4])], untyped, {"x": f32(1, 2, 1, 4)}, [("w", f32(2, 1, 2, 2)), ("b", f32(2))])
+    # AveragePool with dilations (opset 19): was refused though the window loop handles them.
+    save("averagepool_dilated", [helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[2, 3], dilations=[2, 2], pads=[1, 1, 0, 2],
+                                                  count_include_pad=1, ceil_mode=1, strides=[1, 2])],
+         [vi("x", x.shape)], untyped, {"x": x}, opset=19)
     # ReduceMean over an empty axis: 0 as onnxruntime (an int64 one trapped converting NaN).
     save("reducemean_int64_empty_axis", [helper.make_node("ReduceMean", ["x"], ["y"], axes=[-1, -2, 0])],
          [vi("x", [1, 5, 0, 3], TensorProto.INT64)], untyped, {"x": np.zeros((1, 5, 0, 3), np.int64)}, opset=16)

@@ -298,7 +298,6 @@ enum ConvOps {
         let x = try c.floatInput(0)
         let (n, ch, h, wd) = try nchw(x, c)
         let win = try Window(c, spatial: x.rank - 2, input: (h, wd), kernelFallback: nil)
-        guard isMax || win.dilation == (1, 1) else { throw c.unsupported("dilated AveragePool is not supported") }
         guard c.node.outputs.count < 2 || c.node.outputs[1].isEmpty else {
             throw c.unsupported("MaxPool's second output (Indices) is not supported")
         }
