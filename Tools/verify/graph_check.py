@@ -152,6 +152,17 @@ def ops(folder):
     save("averagepool_dilated", [helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[2, 3], dilations=[2, 2], pads=[1, 1, 0, 2],
                                                   count_include_pad=1, ceil_mode=1, strides=[1, 2])],
          [vi("x", x.shape)], untyped, {"x": x}, opset=19)
+    # Nearest Resize: an axis of scale 1 maps one to one (tf_half_pixel_for_nn + ceil shifted it by one row),
+    # and a scale from sizes (1 / 7) puts 0.5 / scale on the tie 3.5 exactly (f32 made it 3.4999998).
+    x_small = f32(5, 7, 7)
+    save("resize_nearest_scale1_axis_identity",
+         [helper.make_node("Resize", ["x", "", "scales"], ["y"], mode="nearest", coordinate_transformation_mode="tf_half_pixel_for_nn",
+                           nearest_mode="ceil")], [vi("x", x_small.shape)], untyped, {"x": x_small},
+         [("scales", np.array([1, 3, 0.5], np.float32))], opset=18)
+    save("resize_nearest_sizes_tie",
+         [helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], mode="nearest", coordinate_transformation_mode="tf_half_pixel_for_nn",
+                           nearest_mode="round_prefer_ceil")], [vi("x", [2, 7])], untyped, {"x": f32(2, 7)},
+         [("sizes", np.array([5, 1], np.int64))], opset=13)
     # ReduceMean over an empty axis: 0 as onnxruntime (an int64 one trapped converting NaN).
     save("reducemean_int64_empty_axis", [helper.make_node("ReduceMean", ["x"], ["y"], axes=[-1, -2, 0])],
          [vi("x", [1, 5, 0, 3], TensorProto.INT64)], untyped, {"x": np.zeros((1, 5, 0, 3), np.int64)}, opset=16)
