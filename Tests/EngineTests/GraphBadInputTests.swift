@@ -99,11 +99,18 @@ struct GraphBadInputTests {
         #expect(zero.contains("node \"div\"") && zero.contains("division by zero"), "\(zero)")
     }
 
-    @Test("a graph output its node did not produce (MaxPool's Indices) fails naming the output and the node")
+    @Test("a graph output its node did not produce (a second output of Identity) fails naming the output and the node")
     func unproducedOutput() throws {
+        let node = Node(name: "copy", opType: "Identity", inputs: ["x"], outputs: ["y", "extra"])
+        let e = try #require(try refusal([node], ["x": floats([1, 1, 2, 2])], outputs: ["y", "extra"]))
+        #expect(e.contains("output \"extra\"") && e.contains("not produced") && e.contains("node \"copy\""), "\(e)")
+    }
+
+    @Test("MaxPool's Indices output is refused as unsupported, naming the node (graph_diff.py: it was silently missing)")
+    func maxPoolIndices() throws {
         let node = Node(name: "pool", opType: "MaxPool", inputs: ["x"], outputs: ["y", "indices"], attributes: [("kernel_shape", .ints([2, 2]))])
         let e = try #require(try refusal([node], ["x": floats([1, 1, 2, 2])], outputs: ["y", "indices"]))
-        #expect(e.contains("output \"indices\"") && e.contains("not produced") && e.contains("node \"pool\""), "\(e)")
+        #expect(e.contains("node \"pool\" (MaxPool)") && e.contains("Indices") && e.contains("not supported"), "\(e)")
     }
 
     @Test("float → integer conversions of NaN / Inf / out-of-range values are refused (Reshape shape, Gather indices, Clip bound)")
@@ -252,6 +259,40 @@ struct GraphBadInputTests {
         #expect(backward.shape == [2, 1] && backward.floats == [5, 11])
         let beyond = try sliced(.max, .max, .max)
         #expect(beyond.shape == [2, 0])
+    }
+
+    @Test("Conv and MaxPool whose window is longer than the padded input are refused (onnxruntime refuses; Kiln gave an empty output)",
+          arguments: ["Conv", "MaxPool"])
+    func windowLongerThanInput(_ op: String) throws {
+        let node = Node(name: "window", opType: op, inputs: op == "Conv" ? ["x", "w"] : ["x"], outputs: ["y"],
+                        attributes: [("kernel_shape", .ints([3, 3])), ("pads", .ints([0, 1, 0, 0]))])
+        let feed = op == "Conv" ? ["x": floats([1, 1, 2, 4]), "w": floats([1, 1, 3, 3])] : ["x": floats([1, 1, 2, 4])]
+        let e = try #require(try refusal([node], feed))
+        #expect(e.contains("node \"window\" (\(op))") && e.contains("longer than the padded input (2, 4)"), "\(e)")
+        // In ceil mode a window that starts inside the input gives one output row: that runs.
+        if op == "MaxPool" {
+            let ceil = Node(name: "window", opType: op, inputs: ["x"], outputs: ["y"],
+                            attributes: [("kernel_shape", .ints([3, 3])), ("strides", .ints([3, 3])), ("ceil_mode", .int(1))])
+            #expect(try refusal([ceil], feed) == nil)
+        }
+    }
+
+    @Test("Resize attributes of opset 18 that change the result (antialias, axes, keep_aspect_ratio_policy) are refused, not ignored")
+    func resizeOpset18Attributes() throws {
+        let sizes = GraphValue(shape: [4], ints: [1, 1, 2, 3])
+        let cases: [([(String, AttributeValue)], String)] = [
+            ([("mode", .string(Array("linear".utf8))), ("antialias", .int(1))], "antialiased linear Resize"),
+            ([("axes", .ints([2, 3]))], "axes attribute"),
+            ([("keep_aspect_ratio_policy", .string(Array("not_larger".utf8)))], "keep_aspect_ratio_policy \"not_larger\""),
+        ]
+        for (attributes, message) in cases {
+            let node = Node(name: "down", opType: "Resize", inputs: ["x", "", "", "sizes"], outputs: ["y"], attributes: attributes)
+            let e = try #require(try refusal([node], ["x": floats([1, 1, 4, 6]), "sizes": sizes], opset: 18))
+            #expect(e.contains("node \"down\" (Resize)") && e.contains(message) && e.contains("not supported"), "\(e)")
+        }
+        // Antialias does not change nearest sampling: that runs.
+        let nearest = Node(name: "down", opType: "Resize", inputs: ["x", "", "", "sizes"], outputs: ["y"], attributes: [("antialias", .int(1))])
+        #expect(try refusal([nearest], ["x": floats([1, 1, 4, 6]), "sizes": sizes], opset: 18) == nil)
     }
 
     @Test("Resize of an empty input to a non-empty size is refused (it read before the input's first element)")

@@ -100,6 +100,22 @@ struct GraphInterpreterTests {
         }
     }
 
+    /// onnxruntime is no reference here: its max pools keep or drop a NaN depending on where it sits in
+    /// the window (graph_diff.py found both); numpy and onnx.reference propagate it, and so does Kiln.
+    @Test("MaxPool / GlobalMaxPool give NaN for a window holding a NaN, wherever it sits (Swift.max dropped a NaN that came second)")
+    func maxPoolNaN() throws {
+        let x = GraphValue(shape: [1, 1, 1, 5], floats: [1, .nan, 3, 2, 5])
+        func run(_ node: Node) throws -> [Float] {
+            let model = try Model(graph: Graph(inputs: [ValueInfo(name: "x")], outputs: [ValueInfo(name: "y")], nodes: [node]))
+            model.opsetImports = ["": 17]
+            return try #require(try GraphInterpreter(model: model).run(["x": x])["y"]).floats
+        }
+        let pooled = try run(Node(name: "pool", opType: "MaxPool", inputs: ["x"], outputs: ["y"], attributes: [("kernel_shape", .ints([1, 2]))]))
+        #expect(pooled.count == 4 && pooled[0].isNaN && pooled[1].isNaN && pooled[2] == 3 && pooled[3] == 5, "\(pooled)")
+        let global = try run(Node(name: "global", opType: "GlobalMaxPool", inputs: ["x"], outputs: ["y"]))
+        #expect(global.count == 1 && global[0].isNaN, "\(global)")
+    }
+
     @Test("an op the interpreter lacks fails naming the op type and the node")
     func unsupportedOp() throws {
         let graph = Graph(inputs: [ValueInfo(name: "x", dtype: .f32, dims: [.fixed(2)])], outputs: [ValueInfo(name: "y")],

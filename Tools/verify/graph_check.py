@@ -1,12 +1,13 @@
 """Cross-checks of Kiln's graph interpreter and ONNX PTQ against onnxruntime (called from the tests).
 
   graph_check.py compare MODEL.onnx INPUTS.npz KILN_OUTPUTS.npz
-      Run MODEL in onnxruntime (CPU) on INPUTS; print one JSON line with, per output, max |a-b|,
-      the output scale max|ort|, cosine, and argmax agreement over the last axis.
+      Run MODEL in onnxruntime (CPU) on INPUTS; print one JSON line with, per output, max |a-b|
+      (infinite where NaN / ±Inf positions differ), the output scale max|ort| over finite values,
+      cosine, and argmax agreement over the last axis.
   graph_check.py ops DIR
       Write small single-op models (Resize, ConvTranspose, grouped / depthwise / dilated Conv,
-      Slice with negative steps, ...) built with onnx.helper, each NAME.onnx + NAME.npz, into DIR;
-      print their names as JSON.
+      Slice with negative steps, ..., and the cases graph_diff.py found) built with onnx.helper,
+      each NAME.onnx + NAME.npz, into DIR; print their names as JSON.
   graph_check.py check MODEL.onnx
       onnx.checker.check_model(full_check=True) and the default-domain opset; one JSON line.
   graph_check.py minilm TOKENIZER.json OUT.npz
@@ -39,14 +40,19 @@ def compare(model, inputs, kiln):
         if a.shape != b.shape:
             result[name] = {"shape_ort": list(a.shape), "shape_kiln": list(b.shape)}
             continue
-        flat_a, flat_b = a.ravel(), b.ravel()
+        # NaN and ±Inf must sit where onnxruntime has them (a difference there counts as infinite);
+        # the scale and the cosine are over onnxruntime's finite values.
+        same = (a == b) | (np.isnan(a) & np.isnan(b))
+        diff = np.nan_to_num(np.where(same, 0.0, np.abs(a - b)), nan=np.finfo(np.float64).max, posinf=np.finfo(np.float64).max)  # JSON has no Infinity
+        finite = np.isfinite(a) & np.isfinite(b)
+        flat_a, flat_b = a[finite].ravel(), b[finite].ravel()
         denom = np.linalg.norm(flat_a) * np.linalg.norm(flat_b)
         entry = {
-            "max_abs": float(np.max(np.abs(a - b))) if a.size else 0.0,
-            "scale": float(np.max(np.abs(a))) if a.size else 0.0,
+            "max_abs": float(np.max(diff)) if a.size else 0.0,
+            "scale": float(np.max(np.abs(a[np.isfinite(a)]))) if np.isfinite(a).any() else 0.0,
             "cosine": float(flat_a @ flat_b / denom) if denom > 0 else 1.0,
         }
-        if a.ndim >= 1 and a.shape[-1] > 1:
+        if a.ndim >= 1 and a.shape[-1] > 1 and a.size:
             entry["argmax_agreement"] = float(np.mean(np.argmax(a, -1) == np.argmax(b, -1)))
         result[name] = entry
     print(json.dumps({"outputs": result}))
@@ -127,6 +133,62 @@ def ops(folder):
          {"a": f32(2, 1, 3, 5), "b": f32(4, 5, 6)})
     save("gemm_trans", [helper.make_node("Gemm", ["a", "b", "c"], ["y"], transA=1, transB=1, alpha=0.5, beta=2.0)],
          [vi("a", [5, 3])], [vi("y", None)], {"a": f32(5, 3)}, [("b", f32(4, 5)), ("c", f32(4))])
+    # Found by graph_diff.py (differential testing against onnxruntime); one case per fix.
+    special = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0, 1e30, -3.0, 0.7], np.float32)
+    untyped = [helper.make_empty_tensor_value_info("y")]    # onnxruntime infers the output type
+    # Pools in ceil mode whose window is longer than the input: ⌈(2 − 3) / 3⌉ + 1 = 1 output row, not 0.
+    x_short = f32(2, 1, 2, 6)
+    save("averagepool_ceil_window_longer_than_input",
+         [helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], strides=[3, 2], ceil_mode=1, count_include_pad=1)],
+         [vi("x", x_short.shape)], untyped, {"x": x_short})
+    save("maxpool_ceil_window_longer_than_input", [helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3], strides=[2], ceil_mode=1)],
+         [vi("x", [2, 3, 2])], untyped, {"x": f32(2, 3, 2)})
+    # ConvTranspose, auto_pad SAME with a kernel smaller than the stride: input × strides exceeds the full output,
+    # the padding is 0 and the output the full one (Kiln zero-extended it to input × strides).
+    save("convtranspose_same_kernel_below_stride",
+         [helper.make_node("ConvTranspose", ["x", "w", "b"], ["y"], auto_pad="SAME_LOWER", group=2, strides=[3, 3])],
+         [vi("x", [1, 2, 1, 4])], untyped, {"x": f32(1, 2, 1, 4)}, [("w", f32(2, 1, 2, 2)), ("b", f32(2))])
+    # AveragePool with dilations (opset 19): was refused though the window loop handles them.
+    save("averagepool_dilated", [helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[2, 3], dilations=[2, 2], pads=[1, 1, 0, 2],
+                                                  count_include_pad=1, ceil_mode=1, strides=[1, 2])],
+         [vi("x", x.shape)], untyped, {"x": x}, opset=19)
+    # Nearest Resize: an axis of scale 1 maps one to one (tf_half_pixel_for_nn + ceil shifted it by one row),
+    # and a scale from sizes (1 / 7) puts 0.5 / scale on the tie 3.5 exactly (f32 made it 3.4999998).
+    x_small = f32(5, 7, 7)
+    save("resize_nearest_scale1_axis_identity",
+         [helper.make_node("Resize", ["x", "", "scales"], ["y"], mode="nearest", coordinate_transformation_mode="tf_half_pixel_for_nn",
+                           nearest_mode="ceil")], [vi("x", x_small.shape)], untyped, {"x": x_small},
+         [("scales", np.array([1, 3, 0.5], np.float32))], opset=18)
+    save("resize_nearest_sizes_tie",
+         [helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], mode="nearest", coordinate_transformation_mode="tf_half_pixel_for_nn",
+                           nearest_mode="round_prefer_ceil")], [vi("x", [2, 7])], untyped, {"x": f32(2, 7)},
+         [("sizes", np.array([5, 1], np.int64))], opset=13)
+    # ReduceMean over an empty axis: 0 as onnxruntime (an int64 one trapped converting NaN).
+    save("reducemean_int64_empty_axis", [helper.make_node("ReduceMean", ["x"], ["y"], axes=[-1, -2, 0])],
+         [vi("x", [1, 5, 0, 3], TensorProto.INT64)], untyped, {"x": np.zeros((1, 5, 0, 3), np.int64)}, opset=16)
+    save("reducemean_float_empty_axis", [helper.make_node("ReduceMean", ["x", "axes"], ["y"], keepdims=0)],
+         [vi("x", [0, 4])], untyped, {"x": f32(0, 4)}, [("axes", np.array([0], np.int64))], opset=19)
+    # Clip: min > max gives max everywhere; without bounds ±Inf clip to the type's finite range; NaN stays.
+    save("clip_min_above_max", [helper.make_node("Clip", ["x", "lo", "hi"], ["y"])], [vi("x", [8])], untyped,
+         {"x": special}, [("lo", np.array(0.5, np.float32)), ("hi", np.array(-0.25, np.float32))])
+    save("clip_no_bounds_inf", [helper.make_node("Clip", ["x"], ["y"])], [vi("x", [8])], untyped, {"x": special})
+    save("clip_f16_no_max", [helper.make_node("Clip", ["x", "lo"], ["y"])], [vi("x", [8], TensorProto.FLOAT16)], untyped,
+         {"x": np.array([np.nan, np.inf, -np.inf, -0.0, 0.0, 6e4, -3.0, 0.7], np.float16)}, [("lo", np.array(-1, np.float16))])
+    # HardSigmoid / HardSwish keep NaN (a clamp through min / max turned it into 1 or 0).
+    save("hardsigmoid_nan", [helper.make_node("HardSigmoid", ["x"], ["y"], alpha=0.3, beta=0.4)], [vi("x", [8])], untyped, {"x": special})
+    save("hardswish_nan", [helper.make_node("HardSwish", ["x"], ["y"])], [vi("x", [8])], untyped, {"x": special}, opset=14)
+    # Neg / Abs / Relu of integers (wrapping: Neg of int8 −128 is −128); Pow of a float by an integer exponent.
+    ints8 = np.array([-128, -3, 0, 5, 127], np.int8)
+    for op, opset in [("Neg", 13), ("Abs", 13), ("Relu", 14)]:
+        save(f"{op.lower()}_int", [helper.make_node(op, ["x"], ["y"])], [vi("x", [5], TensorProto.INT8 if op != "Relu" else TensorProto.INT32)],
+             untyped, {"x": ints8 if op != "Relu" else ints8.astype(np.int32)}, opset=opset)
+    save("neg_int64", [helper.make_node("Neg", ["x"], ["y"])], [vi("x", [3], TensorProto.INT64)], untyped,
+         {"x": np.array([-2**63, 4, -9], np.int64)})
+    save("pow_float_int_exponent", [helper.make_node("Pow", ["x", "e"], ["y"])], [vi("x", [2, 4]), vi("e", [4], TensorProto.INT64)],
+         untyped, {"x": f32(2, 4), "e": np.array([2, -1, 0, 3], np.int64)}, opset=15)
+    # Per-axis Q / DQ over an axis of size 0 (zero scales): an empty output.
+    save("quantize_per_axis_empty", [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"], axis=1)], [vi("x", [2, 0, 3])],
+         untyped, {"x": f32(2, 0, 3)}, [("s", np.zeros(0, np.float32)), ("z", np.zeros(0, np.int8))], opset=13)
     print(json.dumps({"models": made}))
 
 

@@ -52,13 +52,25 @@ struct Window {
     func output(_ input: (Int, Int), ceil: Bool = false) -> (Int, Int) {
         func size(_ n: Int, _ k: Int, _ s: Int, _ d: Int, _ p0: Int, _ p1: Int) -> Int {
             let span = n + p0 + p1 - ((k - 1) * d + 1)
-            guard span >= 0 else { return 0 }
+            // In ceil mode a window that starts inside the input counts even when the (padded)
+            // input is shorter than the window: ⌈span / s⌉ + 1 with span < 0 can still be 1.
+            guard span >= 0 || (ceil && span > -s) else { return 0 }
             var out = (ceil ? (span + s - 1) / s : span / s) + 1
             if ceil && (out - 1) * s >= n + p0 { out -= 1 }
             return out
         }
         return (size(input.0, kernel.0, stride.0, dilation.0, pads.0, pads.2),
                 size(input.1, kernel.1, stride.1, dilation.1, pads.1, pads.3))
+    }
+
+    /// ``output(_:ceil:)``, refusing a window that does not fit in a non-empty padded input (an
+    /// empty output where onnxruntime and ONNX shape inference fail).
+    func checkedOutput(_ input: (Int, Int), ceil: Bool = false, _ c: OpContext) throws -> (Int, Int) {
+        let out = output(input, ceil: ceil)
+        guard input.0 == 0 || input.1 == 0 || (out.0 > 0 && out.1 > 0) else {
+            throw c.fail("the window (kernel \(kernel), dilations \(dilation)) is longer than the padded input \(input) (pads \(pads))")
+        }
+        return out
     }
 }
 
@@ -104,7 +116,7 @@ enum ConvOps {
         let win = try Window(c, spatial: x.rank - 2, input: (h, wd), kernelFallback: Array(w.shape[2...]))
         try checkKernel(win, weight: w, c)
         if let bias { guard bias.count == m else { throw c.fail("bias of \(bias.count) values for \(m) output channels") } }
-        let (oh, ow) = win.output((h, wd))
+        let (oh, ow) = try win.checkedOutput((h, wd), c)
         let out = GraphValue.uninitialized(try c.shape(shape(n, m, (oh, ow), rank: x.rank)))
         let (kh, kw) = win.kernel, k = cg * kh * kw, plane = oh * ow
         let xp = x.pointer, wp = w.pointer, yp = out.pointer
@@ -241,7 +253,9 @@ enum ConvOps {
             }
             (oh, ow) = spatial == 1 ? (1, os[0]) : (os[0], os[1])
         } else if auto == "SAME_UPPER" || auto == "SAME_LOWER" {
-            (oh, ow) = (h * win.stride.0, wd * win.stride.1)
+            // input × strides, unless that exceeds the full output (a kernel smaller than the stride): the
+            // padding is then 0 and the output the full one, as in onnxruntime (not zero-extended).
+            (oh, ow) = (min(h * win.stride.0, fullH), min(wd * win.stride.1, fullW))
         }
         if try c.ints("output_shape") != nil || auto == "SAME_UPPER" || auto == "SAME_LOWER" {
             let th = max(0, fullH - oh), tw = max(0, fullW - ow)
@@ -284,8 +298,10 @@ enum ConvOps {
         let x = try c.floatInput(0)
         let (n, ch, h, wd) = try nchw(x, c)
         let win = try Window(c, spatial: x.rank - 2, input: (h, wd), kernelFallback: nil)
-        guard isMax || win.dilation == (1, 1) else { throw c.unsupported("dilated AveragePool is not supported") }
-        let (oh, ow) = win.output((h, wd), ceil: try c.int("ceil_mode", 0) != 0)
+        guard c.node.outputs.count < 2 || c.node.outputs[1].isEmpty else {
+            throw c.unsupported("MaxPool's second output (Indices) is not supported")
+        }
+        let (oh, ow) = try win.checkedOutput((h, wd), ceil: try c.int("ceil_mode", 0) != 0, c)
         let includePad = try c.int("count_include_pad", 0) != 0
         let out = GraphValue.uninitialized(try c.shape(shape(n, ch, (oh, ow), rank: x.rank)))
         let xp = x.pointer, yp = out.pointer
@@ -304,7 +320,7 @@ enum ConvOps {
                                 if iy >= -pt && iy < h + pb && ix >= -pl && ix < wd + pr { padded += 1 }
                                 guard iy >= 0, iy < h, ix >= 0, ix < wd else { continue }
                                 let v = src[iy * wd + ix]
-                                if isMax { acc = Swift.max(acc, v) } else { acc += v }
+                                if isMax { acc = maxKeepingNaN(acc, v) } else { acc += v }
                                 valid += 1
                             }
                         }
@@ -316,6 +332,10 @@ enum ConvOps {
         return out
     }
 
+    /// The larger of `acc` and `v`, NaN once either is NaN (as onnxruntime's and numpy's max pools;
+    /// `Swift.max` drops a NaN that comes second).
+    @inline(__always) static func maxKeepingNaN(_ acc: Float, _ v: Float) -> Float { v > acc || v.isNaN ? v : acc }
+
     static func globalPool(_ c: OpContext, max isMax: Bool) throws -> GraphValue {
         let x = try c.floatInput(0)
         guard x.rank >= 3 else { throw c.fail("input of shape \(x.shape) has no spatial dimensions") }
@@ -326,7 +346,7 @@ enum ConvOps {
             let src = xp + p * size
             var acc: Float = isMax ? -.infinity : 0
             var i = 0
-            if isMax { while i < size { acc = Swift.max(acc, src[i]); i += 1 } } else { while i < size { acc += src[i]; i += 1 } }
+            if isMax { while i < size { acc = maxKeepingNaN(acc, src[i]); i += 1 } } else { while i < size { acc += src[i]; i += 1 } }
             yp[p] = isMax ? acc : acc / Float(size)
         }
         return out

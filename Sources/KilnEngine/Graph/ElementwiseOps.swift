@@ -103,22 +103,22 @@ enum ElementwiseOps {
         "Add": { try [binary($0, .add)] }, "Sub": { try [binary($0, .sub)] }, "Mul": { try [binary($0, .mul)] },
         "Div": { try [binary($0, .div)] }, "Pow": { try [binary($0, .pow)] }, "Equal": { try [binary($0, .equal)] },
         "Less": { try [binary($0, .less)] }, "Greater": { try [binary($0, .greater)] },
-        "Relu": { try [unary($0) { max($0, 0) }] },
+        "Relu": { try [signed($0, { Swift.max($0, 0) }) ?? unary($0) { max($0, 0) }] },
         "Sigmoid": { try [unary($0) { 1 / (1 + Foundation.exp(-$0)) }] },
         "Sqrt": { try [unary($0) { $0.squareRoot() }] },
         "Erf": { try [unary($0) { Foundation.erf($0) }] },
         "Exp": { try [unary($0) { Foundation.exp($0) }] },
         "Tanh": { try [unary($0) { Foundation.tanh($0) }] },
-        "Neg": { try [unary($0) { -$0 }] },
-        "Abs": { try [unary($0) { Swift.abs($0) }] },
+        "Neg": { try [signed($0, { 0 &- $0 }) ?? unary($0) { -$0 }] },
+        "Abs": { try [signed($0, { $0 < 0 ? 0 &- $0 : $0 }) ?? unary($0) { Swift.abs($0) }] },
         "Reciprocal": { try [unary($0) { 1 / $0 }] },
         "Cos": { try [unary($0) { Foundation.cos($0) }] }, "Sin": { try [unary($0) { Foundation.sin($0) }] },
         "Log": { try [unary($0) { Foundation.log($0) }] },
         "HardSigmoid": { c in
             let alpha = try c.float("alpha", 0.2), beta = try c.float("beta", 0.5)
-            return try [unary(c) { max(0, min(1, alpha * $0 + beta)) }]
+            return try [unary(c) { clamp(alpha * $0 + beta, 0, 1) }]
         },
-        "HardSwish": { try [unary($0) { $0 * max(0, min(1, $0 / 6 + 0.5)) }] },
+        "HardSwish": { try [unary($0) { $0 * clamp($0 / 6 + 0.5, 0, 1) }] },
         "LeakyRelu": { c in
             let alpha = try c.float("alpha", 0.01)
             return try [unary(c) { $0 < 0 ? alpha * $0 : $0 }]
@@ -128,7 +128,10 @@ enum ElementwiseOps {
     ]
 
     static func binary(_ c: OpContext, _ op: Binary) throws -> GraphValue {
-        let a = try c.input(0), b = try c.input(1)
+        let a = try c.input(0)
+        var b = try c.input(1)
+        // Pow's exponent may be of another type than its base (opset 12+): an integer exponent of a float base.
+        if op == .pow && a.isFloat && !b.isFloat { b = GraphValue(shape: b.shape, floats: b.floats) }
         let plan = try c.broadcast([a, b])
         let comparison = [.equal, .less, .greater].contains(op)
         if a.isFloat && b.isFloat {
@@ -199,6 +202,23 @@ enum ElementwiseOps {
         return GraphValue(shape: plan.shape, ints: out, dtype: comparison ? .bool : a.dtype)
     }
 
+    /// `f` on each element of an integer input 0 (Neg, Abs and Relu accept integers), wrapped to the
+    /// input's type as onnxruntime's do (Neg of Int8.min is Int8.min); nil for a float input.
+    static func signed(_ c: OpContext, _ f: (Int64) -> Int64) throws -> GraphValue? {
+        let x = try c.input(0)
+        guard !x.isFloat else { return nil }
+        let wrap: (Int64) -> Int64
+        switch x.dtype {
+        case .i8: wrap = { Int64(Int8(truncatingIfNeeded: $0)) }
+        case .i16: wrap = { Int64(Int16(truncatingIfNeeded: $0)) }
+        case .i32: wrap = { Int64(Int32(truncatingIfNeeded: $0)) }
+        case .i64: wrap = { $0 }
+        default:
+            throw KilnError.mismatch(file: nil, path: c.path + ["input 0"], expected: "a floating-point or signed integer tensor", found: x.dtype.name)
+        }
+        return GraphValue(shape: x.shape, ints: x.ints.map { wrap(f($0)) }, dtype: x.dtype)
+    }
+
     static func unary(_ c: OpContext, _ f: (Float) -> Float) throws -> GraphValue {
         let x = try c.floatInput(0)
         let out = GraphValue.uninitialized(x.shape)
@@ -210,10 +230,19 @@ enum ElementwiseOps {
         return out
     }
 
-    /// Clip: bounds as attributes before opset 11, as optional inputs from 11 on.
+    /// `v` raised to `lo`, then lowered to `hi` (so `hi` wins when `lo` > `hi`, as Clip's spec says); NaN stays NaN.
+    static func clamp(_ v: Float, _ lo: Float, _ hi: Float) -> Float {
+        let raised = v < lo ? lo : v
+        return raised > hi ? hi : raised
+    }
+
+    /// Clip: bounds as attributes before opset 11, as optional inputs from 11 on. A missing bound is
+    /// the type's lowest / largest finite value (so ±Inf clip to them, as in onnxruntime); when min >
+    /// max every value becomes max.
     static func clip(_ c: OpContext) throws -> [GraphValue] {
         let x = try c.input(0)
-        var lo = -Float.infinity, hi = Float.infinity
+        let finite: Float = x.dtype == .f16 ? 65504 : x.dtype == .f32 ? .greatestFiniteMagnitude : .infinity
+        var lo = -finite, hi = finite
         if c.opset < 11 {
             lo = try c.float("min", lo)
             hi = try c.float("max", hi)
@@ -227,10 +256,10 @@ enum ElementwiseOps {
                 if c.opset >= 11, let m = c.optional(k), !m.isFloat, let i = m.ints.first { return i }
                 return f == open ? fallback : try c.integer(f, k == 1 ? "min" : "max")
             }
-            let low = try bound(1, lo, open: -.infinity, .min), high = try bound(2, hi, open: .infinity, .max)
-            return [GraphValue(shape: x.shape, ints: x.ints.map { Swift.max(low, Swift.min(high, $0)) }, dtype: x.dtype)]
+            let low = try bound(1, lo, open: -finite, .min), high = try bound(2, hi, open: finite, .max)
+            return [GraphValue(shape: x.shape, ints: x.ints.map { Swift.min(high, Swift.max(low, $0)) }, dtype: x.dtype)]
         }
-        return [try unary(c) { $0 < lo ? lo : ($0 > hi ? hi : $0) }]
+        return [try unary(c) { clamp($0, lo, hi) }]
     }
 
     static func whereOp(_ c: OpContext) throws -> [GraphValue] {

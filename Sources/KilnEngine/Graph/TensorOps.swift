@@ -144,17 +144,26 @@ enum TensorOps {
         let outStrides = ShapeOps.strides(dims)
         let inStrides = ShapeOps.strides(x.shape)
         let count = dims.reduce(1, *)
-        var sums = [Double](repeating: 0, count: count)
-        let values = x.floats
-        for i in 0..<x.count {
+        /// The output element of input element i.
+        func target(_ i: Int) -> Int {
             var o = 0
             for d in 0..<x.rank where !axes.contains(d) { o += (i / inStrides[d]) % x.shape[d] * outStrides[d] }
-            sums[o] += Double(values[i])
+            return o
         }
-        let n = Double(axes.reduce(1) { $0 * x.shape[$1] })
+        // The mean of an empty reduction is undefined in ONNX; onnxruntime gives 0, as the sum is
+        // (dividing by n = 0 would make NaN, and trap converting NaN to an integer).
+        let n = Swift.max(1, axes.reduce(1) { $0 * x.shape[$1] })
         let finalDims = keep ? dims : x.shape.enumerated().filter { !axes.contains($0.offset) }.map(\.element)
-        if !x.isFloat { return GraphValue(shape: finalDims, ints: sums.map { Int64(mean ? $0 / n : $0) }, dtype: x.dtype) }
-        return GraphValue(shape: finalDims, floats: sums.map { Float(mean ? $0 / n : $0) })
+        if !x.isFloat {
+            // Integers sum exactly in Int64, wrapping on overflow (a Double sum loses precision past 2^53 and could leave
+            // the Int64 range and trap converting back).
+            var sums = [Int64](repeating: 0, count: count)
+            for (i, v) in x.ints.enumerated() { sums[target(i)] &+= v }
+            return GraphValue(shape: finalDims, ints: mean ? sums.map { $0 / Int64(n) } : sums, dtype: x.dtype)
+        }
+        var sums = [Double](repeating: 0, count: count)
+        for (i, v) in x.floats.enumerated() { sums[target(i)] += Double(v) }
+        return GraphValue(shape: finalDims, floats: sums.map { Float(mean ? $0 / Double(n) : $0) })
     }
 
     /// y = (x − mean) / √(var + ε) · scale + bias over the dims from `axis` on.
@@ -189,18 +198,23 @@ enum TensorOps {
         let mode = try c.string("mode", "nearest")
         let transform = c.opset < 11 ? "asymmetric" : try c.string("coordinate_transformation_mode", "half_pixel")
         let nearestMode = c.opset < 11 ? "floor" : try c.string("nearest_mode", "round_prefer_floor")
+        // Opset 18 attributes that change the result: refused rather than ignored.
+        if c.node.attribute("axes") != nil { throw c.unsupported("Resize with the axes attribute is not supported") }
+        if mode != "nearest", try c.int("antialias", 0) != 0 { throw c.unsupported("antialiased \(mode) Resize is not supported") }
         let scalesInput = c.opset < 11 ? c.optional(1) : c.optional(2)
-        var scales = (scalesInput?.floats).flatMap { $0.isEmpty ? nil : $0 }
+        var scales = (scalesInput?.floats).flatMap { $0.isEmpty ? nil : $0.map(Double.init) }
         let sizes = c.opset < 11 ? nil : try c.intList(3).flatMap { $0.isEmpty ? nil : $0 }
         var dims: [Int]
         if let sizes {
             guard sizes.count == x.rank else { throw c.fail("sizes must have \(x.rank) values") }
+            let policy = try c.string("keep_aspect_ratio_policy", "stretch")
+            guard policy == "stretch" else { throw c.unsupported("keep_aspect_ratio_policy \"\(policy)\" is not supported") }
             dims = try c.shape(sizes, "input 3 (sizes)")
-            scales = zip(sizes, x.shape).map { Float($0) / Float($1) }
+            scales = zip(sizes, x.shape).map { Double($0) / Double($1) }
         } else if let s = scales {
             guard s.count == x.rank else { throw c.fail("scales must have \(x.rank) values") }
             guard s.allSatisfy({ $0.isFinite && $0 > 0 }) else { throw c.fail("scales \(s): expected finite values > 0") }
-            dims = try c.shape(try zip(x.shape, s).map { Int(try c.integer((Float($0) * $1).rounded(.down), "input 2 (scales)")) })
+            dims = try c.shape(try zip(x.shape, s).map { Int(try c.integer(Float((Double($0) * $1).rounded(.down)), "input 2 (scales)")) })
         } else {
             throw c.fail("either scales or sizes is required")
         }
@@ -209,8 +223,8 @@ enum TensorOps {
         }
         let scale = scales!
         /// The source coordinate of output index `o` along axis `d`.
-        func source(_ o: Int, _ d: Int) throws -> Float {
-            let inN = Float(x.shape[d]), outN = Float(dims[d]), s = scale[d], xo = Float(o)
+        func coordinate<T: BinaryFloatingPoint>(_ o: Int, _ d: Int, _ s: T) throws -> T {
+            let inN = T(x.shape[d]), outN = T(dims[d]), xo = T(o)
             switch transform {
             case "half_pixel": return (xo + 0.5) / s - 0.5
             case "pytorch_half_pixel": return outN > 1 ? (xo + 0.5) / s - 0.5 : 0
@@ -220,13 +234,25 @@ enum TensorOps {
             default: throw c.unsupported("coordinate_transformation_mode \"\(transform)\" is not supported")
             }
         }
+        /// The source coordinate of output index `o` along axis `d`: with a scale given as f32, in f32 as
+        /// onnxruntime computes it (1.5 / 0.6f is 2.5 there, a tie); with one from sizes (out / in), in Double,
+        /// where 0.5 / (1 / 7) is exactly the tie 3.5 (f32 makes it 3.4999998), as onnx.reference computes it.
+        func source(_ o: Int, _ d: Int) throws -> Double {
+            sizes != nil ? try coordinate(o, d, scale[d]) : Double(try coordinate(o, d, Float(scale[d])))
+        }
         let inStrides = ShapeOps.strides(x.shape)
         if mode == "nearest" {
             var index: [[Int]] = []
             for d in 0..<x.rank {
+                // An axis of scale 1 maps one to one (no coordinate transformation), as in onnxruntime and
+                // onnx.reference: tf_half_pixel_for_nn with ceil rounding would otherwise shift it by one.
+                if scale[d] == 1 && dims[d] == x.shape[d] {
+                    index.append((0..<dims[d]).map { $0 * inStrides[d] })
+                    continue
+                }
                 index.append(try (0..<dims[d]).map { o in
                     let v = try source(o, d)
-                    let r: Float
+                    let r: Double
                     switch nearestMode {
                     case "round_prefer_floor": r = v == v.rounded(.down) + 0.5 ? v.rounded(.down) : v.rounded()
                     case "round_prefer_ceil": r = v.rounded()
@@ -257,9 +283,9 @@ enum TensorOps {
         }
         func taps(_ d: Int) throws -> [(Int, Int, Float)] {
             try (0..<dims[d]).map { o in
-                let v = max(0, min(Float(x.shape[d] - 1), try source(o, d)))
+                let v = max(0, min(Double(x.shape[d] - 1), try source(o, d)))
                 let i0 = Int(v.rounded(.down)), i1 = min(i0 + 1, x.shape[d] - 1)
-                return (i0, i1, v - Float(i0))
+                return (i0, i1, Float(v - Double(i0)))
             }
         }
         let ty = try taps(x.rank - 2), tx = try taps(x.rank - 1)
@@ -287,7 +313,8 @@ enum TensorOps {
             throw KilnError.mismatch(file: nil, path: c.path + ["input 2 (zero point)"], expected: "1 or \(scaleCount) values (one per scale)",
                                      found: "\(zeroPoints)")
         }
-        guard scaleCount > 0 else { throw KilnError.mismatch(file: nil, path: c.path + ["input 1 (scale)"], expected: "at least one scale", found: "none") }
+        // A per-axis scale over an axis of size 0 holds no value (and there is no element to scale).
+        guard scaleCount > 0 || x.count == 0 else { throw KilnError.mismatch(file: nil, path: c.path + ["input 1 (scale)"], expected: "at least one scale", found: "none") }
         if scaleCount == 1 { return { _ in 0 } }
         guard try c.int("block_size", 0) == 0 else { throw c.unsupported("blocked quantization is not supported") }
         let axis = try c.axis(try c.int("axis", 1), rank: x.rank)
