@@ -100,6 +100,30 @@ struct GraphInterpreterTests {
         }
     }
 
+    /// A small fixed sample of Tools/verify/graph_diff.py (random one/two-node models of every supported op, run by
+    /// the `kiln` CLI and by onnxruntime): the summary's total row must count no crash and no mismatch, and every
+    /// op must have been generated and have agreed at least once (so a generator that stops producing runnable
+    /// models is noticed too).
+    @Test("graph_diff.py --count 5 --seed 1: every supported op agrees with onnxruntime, no crash, no mismatch")
+    func differential() throws {
+        let python = try TestEnvironment.python
+        let count = 5
+        let run = try runVerifyScript(python, "graph_diff.py", ["--kiln", TestEnvironment.kiln, "--count", "\(count)", "--seed", "1"])
+        #expect(run.status == 0, "graph_diff.py exit \(run.status)\n\(run.stdout)\(run.stderr)")
+        // Rows: op, models, then agree, mismatch, ort-deviates, kiln-refused, crash, ... (the header's order).
+        let rows = run.stdout.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
+        let header = try #require(rows.first, "no summary: \(run.stderr)")
+        let column = { (name: String) in header.firstIndex(of: name) }
+        let total = try #require(rows.first { $0.first == "total" }, "no total row:\n\(run.stdout)")
+        let (agree, mismatch, crash) = try (#require(column("agree")), #require(column("mismatch")), #require(column("crash")))
+        #expect(total.count == header.count && total[mismatch] == "0" && total[crash] == "0", "\(run.stdout)")
+        let ops = rows.dropFirst(2).prefix { $0.first != "total" }
+        #expect(ops.count >= 57, "ops covered: \(ops.count)\n\(run.stdout)")
+        for row in ops {
+            #expect(row.count == header.count && row[1] == "\(count)" && (Int(row[agree]) ?? 0) >= 1, "\(row.joined(separator: " "))")
+        }
+    }
+
     /// onnxruntime is no reference here: its max pools keep or drop a NaN depending on where it sits in
     /// the window (graph_diff.py found both); numpy and onnx.reference propagate it, and so does Kiln.
     @Test("MaxPool / GlobalMaxPool give NaN for a window holding a NaN, wherever it sits (Swift.max dropped a NaN that came second)")
