@@ -189,6 +189,10 @@ def ops(folder):
     # Per-axis Q / DQ over an axis of size 0 (zero scales): an empty output.
     save("quantize_per_axis_empty", [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"], axis=1)], [vi("x", [2, 0, 3])],
          untyped, {"x": f32(2, 0, 3)}, [("s", np.zeros(0, np.float32)), ("z", np.zeros(0, np.int8))], opset=13)
+    # MaxPool window over padding only (dilation 3 skips the 2 × 2 input): the lowest finite value, as onnxruntime gives.
+    save("maxpool_window_padding_only", [helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], dilations=[3, 3],
+                                                          pads=[1, 1, 1, 1])],
+         [vi("x", [1, 2, 2, 2])], untyped, {"x": f32(1, 2, 2, 2)})
     print(json.dumps({"models": made}))
 
 

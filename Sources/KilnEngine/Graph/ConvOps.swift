@@ -324,7 +324,10 @@ enum ConvOps {
                                 valid += 1
                             }
                         }
-                        dst[oy * ow + ox] = isMax ? acc : acc / Float(Swift.max(1, includePad ? padded : valid))
+                        // A max window over padding only is the lowest finite value, as in onnxruntime (whose
+                        // running max starts there); the ONNX spec leaves it open.
+                        dst[oy * ow + ox] = isMax ? (valid == 0 ? -.greatestFiniteMagnitude : acc)
+                                                  : acc / Float(Swift.max(1, includePad ? padded : valid))
                     }
                 }
             }
