@@ -45,13 +45,13 @@ struct RunCommand: ParsableCommand {
         var lines: [[String]] = [["output", "dtype", "shape", "min", "max", "mean"]]
         for (name, v) in outputs {
             let f = v.floats
-            let lo = f.min() ?? 0, hi = f.max() ?? 0, mean = f.isEmpty ? 0 : f.reduce(0, +) / Float(f.count)
+            let lo = f.min() ?? 0, hi = f.max() ?? 0, mean = f.isEmpty ? 0 : f.reduce(0.0) { $0 + Double($1) } / Double(f.count)
             rows.append((name, .object(JSONObject([
                 ("dtype", .string(v.dtype.name)), ("shape", .array(v.shape.map { .int(Int64($0)) })),
-                ("min", .double(Double(lo))), ("max", .double(Double(hi))), ("mean", .double(Double(mean))),
+                ("min", .double(Double(lo))), ("max", .double(Double(hi))), ("mean", .double(mean)),
             ]))))
             lines.append([name, v.dtype.name, "\(v.shape)", EngineSupport.format(Double(lo)), EngineSupport.format(Double(hi)),
-                          EngineSupport.format(Double(mean))])
+                          EngineSupport.format(mean)])
         }
         if global.json {
             print(JSONValue.object(JSONObject([("outputs", .object(JSONObject(rows))), ("seconds", .double(seconds)),
