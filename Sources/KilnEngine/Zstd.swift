@@ -24,7 +24,8 @@ public enum Zstd {
 
     /// Decompress one zstd frame whose header records its size.
     /// - Parameter file: named in errors.
-    /// - Throws: `KilnError(.invalidInput)` for a corrupt frame, an unknown or too large size.
+    /// - Throws: `KilnError(.invalidInput)` for a corrupt frame, an unknown or too large size, or a size
+    ///   larger than the frame's blocks can hold.
     public static func decompress(_ bytes: [UInt8], file: String? = nil) throws -> [UInt8] {
         let size = bytes.withUnsafeBytes { ZSTD_getFrameContentSize($0.baseAddress, bytes.count) }
         if size == ZSTD_CONTENTSIZE_ERROR {
@@ -35,6 +36,15 @@ public enum Zstd {
         }
         guard size <= UInt64(maxDecompressedBytes) else {
             throw KilnError.mismatch(file: file, offset: 0, path: ["zstd frame"], expected: "at most \(maxDecompressedBytes) decompressed bytes", found: "\(size)")
+        }
+        // The header's size is only a claim. A zstd block regenerates at most 128 KiB (ZSTD_BLOCKSIZE_MAX) and
+        // takes at least 4 bytes (a 3-byte header and one RLE byte), so a frame expands at most 32768×: a
+        // 13-byte file may not make us allocate gigabytes.
+        let bound = UInt64(bytes.count) * 32768
+        guard size <= bound else {
+            throw KilnError.mismatch(file: file, offset: 0, path: ["zstd frame"],
+                                     expected: "a decompressed size \(bytes.count) compressed bytes can hold (at most \(bound) bytes)",
+                                     found: "\(size) bytes in the frame header")
         }
         var out = [UInt8](repeating: 0, count: Int(size))
         let n = out.withUnsafeMutableBytes { dst in

@@ -28,6 +28,22 @@ import Testing
         #expect(throws: KilnError.self) { try Zstd.decompress(cut, file: "cache.zst") }
     }
 
+    /// FuzzCalibCache peaked at 3 GB RSS: a frame header may claim up to 4 GiB and was allocated before
+    /// decompression failed. A 13-byte frame (one RLE block of 10 bytes) claiming 3 GB is refused first.
+    @Test func refusesSizeItsBlocksCannotHold() throws {
+        let lying: [UInt8] = [0x28, 0xB5, 0x2F, 0xFD, 0xA0, 0x00, 0x5E, 0xD0, 0xB2, 0x53, 0x00, 0x00, 0x07]
+        do {
+            _ = try Zstd.decompress(lying, file: "cache.zst")
+            Issue.record("a frame claiming 3 GB in one 10-byte block was accepted")
+        } catch let error as KilnError {
+            #expect(error.description.contains("13 compressed bytes can hold (at most 425984 bytes)") && error.description.contains("3000000000 bytes in the frame header"),
+                    "\(error)")
+        }
+        var honest = lying
+        honest[5...8] = [10, 0, 0, 0]
+        #expect(try Zstd.decompress(honest) == Array(repeating: 7, count: 10))
+    }
+
     @Test func syntheticModelsAreDeterministic() throws {
         let a = try SyntheticModel.llama(), b = try SyntheticModel.llama()
         #expect(a.tensorNames == b.tensorNames)
