@@ -42,6 +42,22 @@ enum GraphCheck {
         }
     }
 
+    /// Every output of a `compare` result at cosine ≥ `minimum` with its reference.
+    static func expectCosine(_ result: [String: JSONValue], atLeast minimum: Double, sourceLocation: SourceLocation = #_sourceLocation) {
+        for (name, r) in result {
+            #expect((r["cosine"]?.doubleValue ?? 0) >= minimum, "\(name): \(r)", sourceLocation: sourceLocation)
+        }
+    }
+
+    /// MiniLM's inputs (token ids, attention mask, token types of a few tokenized sentences) as `dir/minilm.npz`,
+    /// tokenized by graph_check.py with HF `tokenizers`.
+    static func miniLMInputs(_ python: String, folder: String, into dir: TemporaryDirectory) throws -> String {
+        let inputs = dir.file("minilm.npz")
+        let made = try runVerifyScript(python, "graph_check.py", ["minilm", folder + "/tokenizer.json", inputs])
+        try #require(made.status == 0, "\(made.stderr)")
+        return inputs
+    }
+
     /// The first `count` samples of a shared `*.eval.npz`, written as a new archive.
     static func firstSamples(_ source: String, _ count: Int, into dir: TemporaryDirectory) throws -> String {
         let model = try NPZReader().read(path: source, context: KilnContext())
@@ -79,9 +95,7 @@ struct GraphInterpreterTests {
     func minilm() throws {
         let python = try TestEnvironment.python
         let folder = try TestEnvironment.sharedModel("paraphrase-MiniLM-L3-v2-onnx")
-        let inputs = dir.file("minilm.npz")
-        let made = try runVerifyScript(python, "graph_check.py", ["minilm", folder + "/tokenizer.json", inputs])
-        try #require(made.status == 0, "\(made.stderr)")
+        let inputs = try GraphCheck.miniLMInputs(python, folder: folder, into: dir)
         let result = try GraphCheck.compare(python, model: folder + "/model.onnx", inputs: inputs, dir: dir)
         GraphCheck.expectClose(result, relative: Self.tolerance, "minilm")
         #expect(result["output"]?["max_abs"]?.doubleValue == 0 && result["463"]?["max_abs"]?.doubleValue == 0)

@@ -31,6 +31,19 @@ struct GraphQuantizerTests {
         return try JSONValue.parse(Array((run.stdout.split(separator: "\n").last.map(String.init) ?? "").utf8))
     }
 
+    /// A quantized cls model on 8 eval images: Kiln's interpreter (weights folded back into QuantSpecs, activations
+    /// fake-quantized) vs onnxruntime on the same Q/DQ file at cosine ≥ 0.9999, and the same class as FP32 in
+    /// onnxruntime for every image.
+    func expectClassifierAgrees(_ python: String, _ q: (source: String, output: String, report: GraphQuantizer.Report),
+                                sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let inputs = try GraphCheck.firstSamples(TestEnvironment.shared + "/models/ppocr-v4-onnx/inputs/cls.eval.npz", 8, into: dir)
+        GraphCheck.expectCosine(try GraphCheck.compare(python, model: q.output, inputs: inputs, dir: dir), atLeast: 0.9999,
+                                sourceLocation: sourceLocation)
+        for (name, r) in try GraphCheck.compare(python, model: q.output, reference: q.source, inputs: inputs, dir: dir) {
+            #expect(r["argmax_agreement"]?.doubleValue == 1, "\(name): \(r)", sourceLocation: sourceLocation)
+        }
+    }
+
     @Test("cls (opset 11) INT8: valid opset-13 Q/DQ file; Kiln's fake-quant run of it matches onnxruntime (cosine ≥ 0.9999); top-1 = FP32")
     func classifier() throws {
         let python = try TestEnvironment.python
@@ -39,17 +52,7 @@ struct GraphQuantizerTests {
         let info = try check(python, q.output)
         #expect(info["opset"]?.intValue == 13)
         #expect(info["quantize_linear"]?.intValue == 54 && info["dequantize_linear"]?.intValue == 108)
-        let inputs = try GraphCheck.firstSamples(TestEnvironment.shared + "/models/ppocr-v4-onnx/inputs/cls.eval.npz", 8, into: dir)
-        // The same Q/DQ model: Kiln's interpreter (weights folded back into QuantSpecs, activations fake-quantized) vs onnxruntime.
-        let same = try GraphCheck.compare(python, model: q.output, inputs: inputs, dir: dir)
-        for (name, r) in same {
-            #expect((r["cosine"]?.doubleValue ?? 0) >= 0.9999, "\(name): \(r)")
-        }
-        // Against FP32 in onnxruntime: the same class for every image.
-        let fp32 = try GraphCheck.compare(python, model: q.output, reference: q.source, inputs: inputs, dir: dir)
-        for (name, r) in fp32 {
-            #expect(r["argmax_agreement"]?.doubleValue == 1, "\(name): \(r)")
-        }
+        try expectClassifierAgrees(python, q)
     }
 
     @Test("det (ConvTranspose, Resize, opset 12) INT8 with an excluded node: valid, runs in onnxruntime like in Kiln")
@@ -63,9 +66,7 @@ struct GraphQuantizerTests {
         #expect(!q.report.quantizedNodes.isEmpty && q.report.quantizedNodes.contains("p2o.ConvTranspose.0"))
         _ = try check(python, q.output)
         let inputs = try GraphCheck.firstSamples(TestEnvironment.shared + "/models/ppocr-v4-onnx/inputs/det.eval.npz", 1, into: dir)
-        for (name, r) in try GraphCheck.compare(python, model: q.output, inputs: inputs, dir: dir) {
-            #expect((r["cosine"]?.doubleValue ?? 0) >= 0.9999, "\(name): \(r)")
-        }
+        GraphCheck.expectCosine(try GraphCheck.compare(python, model: q.output, inputs: inputs, dir: dir), atLeast: 0.9999)
     }
 
     @Test("cls FP8 E4M3: valid opset-19 Q/DQ file; Kiln's run of it matches onnxruntime (cosine ≥ 0.9999)")
@@ -76,9 +77,7 @@ struct GraphQuantizerTests {
         let q = try quantize("cls", samples: 4, options: options)
         #expect(try check(python, q.output)["opset"]?.intValue == 19)
         let inputs = try GraphCheck.firstSamples(TestEnvironment.shared + "/models/ppocr-v4-onnx/inputs/cls.eval.npz", 4, into: dir)
-        for (name, r) in try GraphCheck.compare(python, model: q.output, inputs: inputs, dir: dir) {
-            #expect((r["cosine"]?.doubleValue ?? 0) >= 0.9999, "\(name): \(r)")
-        }
+        GraphCheck.expectCosine(try GraphCheck.compare(python, model: q.output, inputs: inputs, dir: dir), atLeast: 0.9999)
     }
 
     @Test("exclude-sensitive keeps the nodes whose quantization alone moves the outputs most in f32")
@@ -106,13 +105,7 @@ struct GraphQuantizerTests {
         let info = try check(python, q.output)
         // 54 input pairs + one output pair per quantized node whose output is not a graph output.
         #expect(info["quantize_linear"]?.intValue == 108, "\(info)")
-        let inputs = try GraphCheck.firstSamples(TestEnvironment.shared + "/models/ppocr-v4-onnx/inputs/cls.eval.npz", 8, into: dir)
-        for (name, r) in try GraphCheck.compare(python, model: q.output, inputs: inputs, dir: dir) {
-            #expect((r["cosine"]?.doubleValue ?? 0) >= 0.9999, "\(name): \(r)")
-        }
-        for (name, r) in try GraphCheck.compare(python, model: q.output, reference: q.source, inputs: inputs, dir: dir) {
-            #expect(r["argmax_agreement"]?.doubleValue == 1, "\(name): \(r)")
-        }
+        try expectClassifierAgrees(python, q)
     }
 
     @Test("output-qdq, output-range=max, in-context sensitivity: nodes ranked with their output pairs; excluded ones lose both pairs; valid, matches onnxruntime, top-1 = FP32")
@@ -139,22 +132,14 @@ struct GraphQuantizerTests {
             #expect(written[conv.inputs[1]]?.quant == nil, "\(node) should stay in f32")
             #expect(written.graph?.nodes.contains { $0.name == node + "_output_QuantizeLinear" } == false, "\(node) should have no output pair")
         }
-        let inputs = try GraphCheck.firstSamples(TestEnvironment.shared + "/models/ppocr-v4-onnx/inputs/cls.eval.npz", 8, into: dir)
-        for (name, r) in try GraphCheck.compare(python, model: q.output, inputs: inputs, dir: dir) {
-            #expect((r["cosine"]?.doubleValue ?? 0) >= 0.9999, "\(name): \(r)")
-        }
-        for (name, r) in try GraphCheck.compare(python, model: q.output, reference: q.source, inputs: inputs, dir: dir) {
-            #expect(r["argmax_agreement"]?.doubleValue == 1, "\(name): \(r)")
-        }
+        try expectClassifierAgrees(python, q)
     }
 
     @Test("MiniLM (opset 17, MatMul initializers) INT8: valid; Kiln matches onnxruntime on it; pooled output close to FP32")
     func minilm() throws {
         let python = try TestEnvironment.python
         let folder = try TestEnvironment.sharedModel("paraphrase-MiniLM-L3-v2-onnx")
-        let inputs = dir.file("minilm.npz")
-        let made = try runVerifyScript(python, "graph_check.py", ["minilm", folder + "/tokenizer.json", inputs])
-        try #require(made.status == 0, "\(made.stderr)")
+        let inputs = try GraphCheck.miniLMInputs(python, folder: folder, into: dir)
         let model = try GraphCheck.read(folder + "/model.onnx")
         let report = try GraphQuantizer.quantize(model, calibration: try GraphInputs(npz: inputs, graph: try #require(model.graph)),
                                                  options: GraphQuantizer.Options())
@@ -162,9 +147,7 @@ struct GraphQuantizerTests {
         let output = dir.file("minilm.q.onnx")
         try TestEnvironment.plugins.writer(named: "onnx", for: output).write(model, to: output, context: KilnContext())
         #expect(try check(python, output)["opset"]?.intValue == 17)
-        for (name, r) in try GraphCheck.compare(python, model: output, inputs: inputs, dir: dir) {
-            #expect((r["cosine"]?.doubleValue ?? 0) >= 0.9999, "\(name): \(r)")
-        }
+        GraphCheck.expectCosine(try GraphCheck.compare(python, model: output, inputs: inputs, dir: dir), atLeast: 0.9999)
         let fp32 = try GraphCheck.compare(python, model: output, reference: folder + "/model.onnx", inputs: inputs, dir: dir)
         #expect((fp32["461"]?["cosine"]?.doubleValue ?? 0) >= 0.99, "\(fp32)")
     }
