@@ -15,9 +15,8 @@ import KilnCore
 import KilnEngine
 import KilnFormatONNX
 
-private let providers = Fuzz.providers(kilnPluginDescriptor())
-private let reader = providers.compactMap { $0 as? any FormatReader }.first!
-private let writer = providers.compactMap { $0 as? any FormatWriter }.first!
+private let reader = Fuzz.reader(kilnPluginDescriptor())
+private let writer = Fuzz.writer(kilnPluginDescriptor())
 private let path = Fuzz.folder + "/graph/model.onnx"
 private let quantized = Fuzz.folder + "/graph/quantized.onnx"
 private let capped: Void = { GraphLimits.maxElements = 1 << 20 }()

@@ -86,6 +86,11 @@ public enum Fuzz {
         providers(descriptor).compactMap { $0 as? any FormatReader }.first!
     }
 
+    /// The writer of a plugin.
+    public static func writer(_ descriptor: UnsafeRawPointer) -> any FormatWriter {
+        providers(descriptor).compactMap { $0 as? any FormatWriter }.first!
+    }
+
     /// Largest tensor whose bytes `touch` reads (bigger ones are skipped: a valid header may
     /// describe gigabytes that a fuzz input does not hold, but the reader already checked that).
     public static let touchLimit = 1 << 22
